@@ -1,0 +1,211 @@
+"""`./places`: the one command line for the whole project. `./places COMMAND --help` explains each command."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from core import services as services_module
+from core import storage as storage_module
+from core.config import Config, ConfigError, load_config, with_flags
+from core.console import quiet_libraries, table
+
+
+class PlacesGroup(click.Group):
+    """Turns the project's own errors into one clear line and exit code 1, not a traceback."""
+
+    def invoke(self, ctx):
+        from core.storage import StorageError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, StorageError, services_module.ServiceError, UserError) as error:
+            click.echo(f"\nplaces: error: {storage_module.redact(str(error))}", err=True)
+            sys.exit(1)
+
+
+class UserError(Exception):
+    """Something the user can fix; the message says how."""
+
+
+def config_of(ctx: click.Context) -> Config:
+    return ctx.find_root().obj
+
+
+@click.group(cls=PlacesGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML file with settings (default: ./places.toml if present, or $PLACES_CONFIG).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Override one setting, e.g. --set beam.workers=2. Repeatable.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, overrides: tuple[str, ...]) -> None:
+    """Scene-image classification the TFX way: Places365 images in Azure Blob Storage become
+    validated TFRecords, a trained and evaluated model in MLflow, and a served endpoint.
+
+    Start with `./places demo`; run the tests with `./places test`.
+    """
+    quiet_libraries()
+    storage_module.install_log_redaction()
+    ctx.obj = load_config(config_file, overrides)
+    storage_module.export_connection_string(ctx.obj)
+
+
+# --- services -------------------------------------------------------------------------------------------
+@main.group()
+def services() -> None:
+    """Start, stop and show the local services (Azurite blob storage emulator)."""
+
+
+@services.command("up")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def services_up(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Start the local services (all, or the NAMES given) on 127.0.0.1 and wait until they answer."""
+    services_module.up(config_of(ctx), names)
+
+
+@services.command("down")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def services_down(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Stop the services that `services up` started (exactly those processes)."""
+    services_module.down(config_of(ctx), names)
+
+
+@services.command("status")
+@click.pass_context
+def services_status(ctx: click.Context) -> None:
+    """Show whether each local service runs and where it answers."""
+    click.echo(table(services_module.status(config_of(ctx)), ["name", "state", "pid", "url", "description"]))
+
+
+def _ensure_storage(config: Config) -> None:
+    """Start the emulator when blob storage is the emulator; a real account needs nothing started."""
+    if storage_module.uses_emulator():
+        services_module.up(config, ["azurite"], report=lambda line: click.echo(line, err=True))
+
+
+# --- data -----------------------------------------------------------------------------------------------
+@main.command("sample-data")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the images into (created if missing).")
+@click.option("--per-class", type=int, default=None, help="Images per class [default: data.sample_images_per_class].")
+@click.option("--classes", default=None,
+              help="'tutorial' (the 10 tutorial classes), 'all' (365) or names separated by commas "
+                   "[default: data.classes].")
+@click.option("--layout", type=click.Choice(["folders", "places365-lists", "places365-small"]), default="folders",
+              show_default=True, help="Folder layout to write (see README, 'Input layouts').")
+@click.option("--seed", type=int, default=None, help="Random seed; the same seed gives the same files "
+                                                     "[default: data.sample_seed].")
+@click.pass_context
+def sample_data(ctx, out_dir, per_class, classes, layout, seed) -> None:
+    """Generate an offline stand-in for Places365: scene-like JPEG/PNG images whose classes a CNN can learn."""
+    from data_schema import resolve_classes
+    from ingestion.sample_data import generate
+
+    config = config_of(ctx)
+    try:
+        class_keys = resolve_classes(classes or config.data.classes)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    started = time.monotonic()
+    written = generate(out_dir, class_keys, per_class or config.data.sample_images_per_class, layout,
+                       config.data.sample_seed if seed is None else seed)
+    click.echo(f"wrote {written} images of {len(class_keys)} classes in the {layout} layout to {out_dir} "
+               f"({time.monotonic() - started:.1f} s)")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("target")
+@click.option("--workers", type=int, default=8, show_default=True, help="Parallel uploads.")
+@click.pass_context
+def upload(ctx, source: Path, target: str, workers: int) -> None:
+    """Upload the folder SOURCE to blob storage at TARGET (azfs://account/container/path).
+
+    Blobs already there with the same size and MD5 are skipped, so a broken upload can simply be rerun.
+    """
+    from ingestion.upload import upload as upload_folder
+
+    config = config_of(ctx)
+    if storage_module.is_blob_uri(target):
+        _ensure_storage(config)
+    summary = upload_folder(storage_module.Storage.from_config(config), source, target, workers)
+    click.echo(f"uploaded {summary.uploaded} files ({summary.bytes_uploaded / 1e6:.1f} MB), "
+               f"skipped {summary.skipped} already there, to {target} in {summary.seconds:.1f} s")
+
+
+@main.command()
+@click.option("--input", "input_uri", default=None,
+              help="Images to ingest: azfs://account/container/prefix or a local folder [default: data.raw_images_uri].")
+@click.option("--output", "output_uri", default=None,
+              help="Where the TFRecords and manifest.json go [default: data.examples_uri].")
+@click.option("--layout", type=click.Choice(["auto", "folders", "places365-lists", "places365-small"]),
+              default="auto", show_default=True, help="How the input is organised; auto detects it.")
+@click.option("--classes", default=None, help="Classes to keep, as for sample-data [default: data.classes].")
+@click.option("--runner", default=None, help="Beam runner: local, portable, dataflow, flink, spark [default: beam.runner].")
+@click.pass_context
+def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
+    """Turn images in blob storage into sharded GZIP TFRecords of tf.Example plus a manifest, with Beam.
+
+    Unreadable images are rejected and listed in the manifest; the output appears only when the job
+    succeeded, and an unchanged input gives the same manifest content hash.
+    """
+    from ingestion.job import ingest as run_ingest
+
+    config = with_flags(config_of(ctx), {"data.classes": classes, "beam.runner": runner})
+    input_uri = input_uri or config.uri(config.data.raw_images_uri)
+    output_uri = output_uri or config.uri(config.data.examples_uri)
+    if storage_module.is_blob_uri(input_uri) or storage_module.is_blob_uri(output_uri):
+        _ensure_storage(config)
+    manifest = run_ingest(config, input_uri, output_uri, layout)
+    click.echo(manifest.summary())
+
+
+# --- whole flows ------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--per-class", type=int, default=None, help="Sample images per class [default: data.sample_images_per_class].")
+@click.pass_context
+def demo(ctx, per_class: int | None) -> None:
+    """Run everything on embedded defaults: services, sample data, upload, ingestion."""
+    config = config_of(ctx)
+    per_class = per_class or config.data.sample_images_per_class
+    step = _steps()
+    step("start services")
+    _ensure_storage(config)
+    sample_dir = config.state_dir / "sample-data" / f"{config.data.layout}-{per_class}-seed{config.data.sample_seed}"
+    step(f"generate sample data ({per_class} images per class) in {sample_dir}")
+    ctx.invoke(sample_data, out_dir=sample_dir, per_class=per_class, classes=None, layout=config.data.layout, seed=None)
+    raw_uri = config.uri(config.data.raw_images_uri)
+    step(f"upload to {raw_uri}")
+    ctx.invoke(upload, source=sample_dir, target=raw_uri, workers=8)
+    step(f"ingest into TFRecords at {config.uri(config.data.examples_uri)}")
+    ctx.invoke(ingest, input_uri=raw_uri, output_uri=None, layout=config.data.layout, classes=None, runner=None)
+    click.echo("\ndemo finished.")
+
+
+def _steps():
+    counter = iter(range(1, 100))
+
+    def step(text: str) -> None:
+        click.echo(click.style(f"\n[{next(counter)}] {text}", bold=True))
+
+    return step
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def test(ctx) -> None:
+    """Run the test suite (pytest); extra arguments go to pytest, e.g. `./places test -k storage -x`."""
+    from core.config import PROJECT_ROOT
+
+    os.chdir(PROJECT_ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", *ctx.args])
+
+
+if __name__ == "__main__":
+    main(prog_name="places")

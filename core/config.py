@@ -1,0 +1,206 @@
+"""The one typed configuration object.
+
+Defaults run on a laptop against the emulator. Each value can be overridden, later winning:
+  1. a TOML file: ./places.toml if present, or --config FILE, or PLACES_CONFIG=FILE
+  2. environment variables PLACES_<SECTION>__<FIELD>, e.g. PLACES_BEAM__WORKERS=2 (PLACES_STATE_DIR for
+     the top-level state_dir)
+  3. command-line flags: --set training.epochs=5 on any command, plus each command's own flags.
+
+Secrets never live here: the blob storage connection string comes from AZURE_STORAGE_CONNECTION_STRING
+(see core.storage), so a Config can be printed, logged and stored as MLflow parameters as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli
+
+PROJECT_ROOT = Path(os.environ.get("PLACES_ROOT", Path(__file__).resolve().parent.parent))
+EMULATOR_ACCOUNT = "devstoreaccount1"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    # Used only while AZURE_STORAGE_CONNECTION_STRING is unset: then blob storage is the local emulator.
+    emulator_host: str = "127.0.0.1"
+    emulator_port: int = 10000
+    container: str = "places"
+    # Seconds before a blob request counts as failed, and how often it is retried; small numbers turn
+    # "storage went away" into a clear error within a minute instead of a long hang.
+    timeout_s: int = 30
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # "tutorial" (the notebook's 10 classes), "all" (the 365 Places365 categories) or names with commas.
+    classes: str = "tutorial"
+    # Where raw images and ingested TFRecords live; {container} is StorageConfig.container.
+    raw_images_uri: str = f"azfs://{EMULATOR_ACCOUNT}/{{container}}/raw"
+    examples_uri: str = f"azfs://{EMULATOR_ACCOUNT}/{{container}}/examples"
+    # folders | places365-lists | places365-small
+    layout: str = "folders"
+    # Percentage of images that land in the eval split, chosen by a hash of each source path.
+    eval_percent: int = 20
+    sample_images_per_class: int = 200
+    sample_seed: int = 365
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    # Images with more pixels are rejected unread (decompression bombs); larger ones are decoded at reduced size.
+    max_image_pixels: int = 100_000_000
+    max_image_bytes: int = 64 * 1024 * 1024
+    jpeg_quality: int = 95
+    # Target number of images per TFRecord shard.
+    images_per_shard: int = 2000
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    # local: Beam's in-process runner (FnApiRunner); portable: a Beam job service at job_endpoint
+    # (a Dataflow-like cluster, Flink or Spark job server); dataflow: Google Cloud Dataflow.
+    runner: str = "local"
+    # Parallel workers for the local runner; 0 means one per CPU core.
+    workers: int = 0
+    job_endpoint: str = "localhost:8099"
+    # Extra Beam flags passed through unchanged, e.g. ["--region=europe-west1"].
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    host: str = "127.0.0.1"
+    # Seconds to wait for a service to answer after starting it.
+    start_timeout_s: int = 60
+
+
+@dataclass(frozen=True)
+class Config:
+    # Everything the project writes locally: emulator data, logs, PIDs, pipeline artifacts, reports.
+    state_dir: Path = PROJECT_ROOT / ".state"
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    beam: BeamConfig = field(default_factory=BeamConfig)
+    services: ServicesConfig = field(default_factory=ServicesConfig)
+
+    def uri(self, template: str) -> str:
+        """A configured URI with its {container} filled in."""
+        return template.format(container=self.storage.container)
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(config_file: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Defaults < TOML file < PLACES_* environment < `section.field=value` overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict = {}
+    path = config_file or environ.get("PLACES_CONFIG")
+    if path is None and (PROJECT_ROOT / "places.toml").exists():
+        path = PROJECT_ROOT / "places.toml"
+    if path is not None:
+        path = Path(path)
+        try:
+            values = tomli.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomli.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        values = _flatten(values)
+    top_level = {f.name for f in dataclasses.fields(Config)}
+    for name, value in environ.items():
+        dotted = name[len("PLACES_"):].lower().replace("__", ".")
+        # PLACES_ROOT, PLACES_CONFIG and PLACES_PYTHON steer the launcher, not the Config.
+        if name.startswith("PLACES_") and dotted.split(".")[0] in top_level:
+            values[dotted] = value
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set takes section.field=value, got '{item}'")
+        key, value = item.split("=", 1)
+        values[key.strip()] = value
+    return apply(Config(), values)
+
+
+def apply(config: Config, values: typing.Mapping[str, object]) -> Config:
+    """A copy of `config` with dotted keys ("training.epochs") set; values may be strings, as from flags."""
+    for dotted, value in values.items():
+        config = _set(config, dotted.split("."), value, dotted)
+    return config
+
+
+def with_flags(config: Config, flags: typing.Mapping[str, object]) -> Config:
+    """`apply` for command-line flags: a flag left at None keeps the configured value."""
+    return apply(config, {key: value for key, value in flags.items() if value is not None})
+
+
+def _set(obj, path: list[str], value, dotted: str):
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    if path[0] not in names:
+        raise ConfigError(f"unknown setting '{dotted}'; known here: {', '.join(sorted(names))}")
+    current = getattr(obj, path[0])
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown setting '{dotted}': '{path[0]}' has no fields")
+        return dataclasses.replace(obj, **{path[0]: _set(current, path[1:], value, dotted)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"setting '{dotted}' is a section; set one of its fields, e.g. {dotted}.<field>")
+    hint = typing.get_type_hints(type(obj))[path[0]]
+    return dataclasses.replace(obj, **{path[0]: _coerce(value, hint, dotted)})
+
+
+def _coerce(value, hint, dotted: str):
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text in ("1", "true", "yes", "on")
+        if hint in (int, float, str):
+            return hint(value)
+        if hint is Path:
+            return Path(value).expanduser()
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            return tuple(str(item) for item in value)
+        if origin in (typing.Union, types.UnionType):
+            return None if value in (None, "", "none") else _coerce(value, typing.get_args(hint)[0], dotted)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting '{dotted}' needs a {getattr(hint, '__name__', hint)}, got '{value}'") from None
+    raise ConfigError(f"setting '{dotted}' has a type this loader does not know: {hint}")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _to_plain(value):
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -1,0 +1,250 @@
+"""The local services the pipeline talks to, started and stopped by `./places services up|down|status`.
+
+Each service runs detached in its own process group, logs to <state>/logs/<name>.log and leaves a record
+(<state>/services/<name>.json) with its PID, so `down` stops exactly what `up` started and nothing else.
+Every service binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import typing
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.config import EMULATOR_ACCOUNT, PROJECT_ROOT, Config
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    description: str
+    port: int
+    command: list[str]
+    url: str
+    # True when the thing answering on `port` is this service (not some other program on the same port).
+    is_healthy: typing.Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    # Shown when the port is taken: which setting moves the service elsewhere.
+    port_setting: str = ""
+
+
+@dataclass
+class ServiceRecord:
+    name: str
+    pid: int
+    port: int
+    url: str
+    log: str
+    started_at: float
+
+
+def _http_server_header(url: str, timeout: float = 2.0) -> str | None:
+    """The Server header of whatever answers at `url`, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.headers.get("Server", "")
+    except urllib.error.HTTPError as error:
+        return error.headers.get("Server", "")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return None
+
+
+def azurite_spec(config: Config) -> ServiceSpec:
+    host, port = config.services.host, config.storage.emulator_port
+    location = config.state_dir / "azurite"
+    url = f"http://{host}:{port}/{EMULATOR_ACCOUNT}"
+    return ServiceSpec(
+        name="azurite",
+        description="Azure Blob Storage emulator",
+        port=port,
+        command=[str(PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob"),
+                 "--blobHost", host, "--blobPort", str(port), "--location", str(location),
+                 "--skipApiVersionCheck", "--silent"],
+        url=url,
+        is_healthy=lambda: "Azurite" in (_http_server_header(f"{url}?comp=list") or ""),
+        port_setting="storage.emulator_port (PLACES_STORAGE__EMULATOR_PORT)",
+    )
+
+
+def service_specs(config: Config) -> list[ServiceSpec]:
+    return [azurite_spec(config)]
+
+
+def _records_dir(config: Config) -> Path:
+    return config.state_dir / "services"
+
+
+def _read_record(config: Config, name: str) -> ServiceRecord | None:
+    path = _records_dir(config) / f"{name}.json"
+    try:
+        return ServiceRecord(**json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+
+
+def _write_record(config: Config, record: ServiceRecord) -> None:
+    path = _records_dir(config) / f"{record.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(asdict(record), indent=2))
+    os.replace(temporary, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord, bool]:
+    """Start `spec` unless our recorded instance already answers; returns (record, started_now)."""
+    record = _read_record(config, spec.name)
+    if record and _alive(record.pid) and spec.is_healthy():
+        return record, False
+    if record:
+        stop(config, spec.name)
+    host = config.services.host
+    if _port_in_use(host, spec.port):
+        raise ServiceError(
+            f"port {spec.port} on {host} is already in use by another program, so {spec.name} cannot start. "
+            f"Stop that program, or move {spec.name} to a free port with {spec.port_setting}.")
+    executable = spec.command[0]
+    if os.path.sep in executable and not Path(executable).exists():
+        raise ServiceError(f"{spec.name} is not installed ({executable} is missing): run ./places once to install, "
+                           "or `npm ci` in the project folder")
+    log_path = config.state_dir / "logs" / f"{spec.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- starting {spec.name} at {time.ctime()}\n".encode())
+        log.flush()
+        process = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=PROJECT_ROOT, env={**os.environ, **spec.env}, start_new_session=True)
+    record = ServiceRecord(spec.name, process.pid, spec.port, spec.url, str(log_path), time.time())
+    _write_record(config, record)
+    deadline = time.monotonic() + config.services.start_timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _remove_record(config, spec.name)
+            raise ServiceError(f"{spec.name} exited with code {process.returncode} while starting; "
+                               f"the end of {log_path}:\n{_log_tail(log_path)}")
+        if spec.is_healthy():
+            return record, True
+        time.sleep(0.25)
+    stop(config, spec.name)
+    raise ServiceError(f"{spec.name} did not answer at {spec.url} within {config.services.start_timeout_s} s; "
+                       f"the end of {log_path}:\n{_log_tail(log_path)}")
+
+
+def _remove_record(config: Config, name: str) -> None:
+    (_records_dir(config) / f"{name}.json").unlink(missing_ok=True)
+
+
+def stop(config: Config, name: str, timeout_s: float = 15.0) -> bool:
+    """Stop the recorded process group of service `name`; returns whether one was running."""
+    record = _read_record(config, name)
+    if record is None:
+        return False
+    running = _alive(record.pid)
+    if running:
+        try:
+            os.killpg(record.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while _alive(record.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(record.pid):
+            try:
+                os.killpg(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _remove_record(config, name)
+    return running
+
+
+def up(config: Config, names: typing.Iterable[str] | None = None,
+       report: typing.Callable[[str], None] = print) -> list[ServiceRecord]:
+    records = []
+    for spec in _selected(config, names):
+        record, started = start(config, spec)
+        report(f"{spec.name:<8} {'started' if started else 'running'}  pid {record.pid:<7} {spec.url}"
+               f"   ({spec.description}; log {record.log})")
+        records.append(record)
+    return records
+
+
+def down(config: Config, names: typing.Iterable[str] | None = None,
+         report: typing.Callable[[str], None] = print) -> None:
+    for spec in reversed(_selected(config, names)):
+        record = _read_record(config, spec.name)
+        if stop(config, spec.name):
+            report(f"{spec.name:<8} stopped  (pid {record.pid})")
+        else:
+            report(f"{spec.name:<8} was not running")
+
+
+def status(config: Config) -> list[dict]:
+    rows = []
+    for spec in service_specs(config):
+        record = _read_record(config, spec.name)
+        if record is None:
+            state = "stopped"
+        elif not _alive(record.pid):
+            state = "dead (stale record)"
+        else:
+            state = "running" if spec.is_healthy() else "not answering"
+        rows.append({"name": spec.name, "state": state, "pid": record.pid if record else None,
+                     "url": spec.url, "description": spec.description})
+    return rows
+
+
+def _selected(config: Config, names: typing.Iterable[str] | None) -> list[ServiceSpec]:
+    specs = service_specs(config)
+    if not names:
+        return specs
+    known = {spec.name: spec for spec in specs}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ServiceError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[name] for name in names]
+
+
+def require_running(config: Config, name: str) -> None:
+    """Raise a clear error when service `name` does not answer (for commands that need it)."""
+    spec = {spec.name: spec for spec in service_specs(config)}[name]
+    if not spec.is_healthy():
+        raise ServiceError(f"{name} ({spec.description}) does not answer at {spec.url}: "
+                           "start it with `./places services up`")

@@ -1,0 +1,392 @@
+"""One way to read, write and list data: `azfs://account/container/path` blobs and local paths alike.
+
+Blob storage is the local Azurite emulator unless AZURE_STORAGE_CONNECTION_STRING names a real account.
+The connection string is a secret: it is never put into messages, logs, reports or MLflow parameters;
+`redact` masks it wherever text could carry it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import EMULATOR_ACCOUNT, Config
+
+CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+BLOB_SCHEME = "azfs://"
+# Azurite's documented development account key: public, the same for every Azurite install.
+EMULATOR_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class StorageError(Exception):
+    """A storage failure with a message that names the blob or path and says what to do."""
+
+
+class StorageUnreachable(StorageError):
+    pass
+
+
+class StorageAuthError(StorageError):
+    pass
+
+
+class NotFound(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+    md5: bytes | None = None
+
+
+def emulator_connection_string(config: Config) -> str:
+    host, port = config.storage.emulator_host, config.storage.emulator_port
+    return (f"DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};"
+            f"BlobEndpoint=http://{host}:{port}/{EMULATOR_ACCOUNT};")
+
+
+def connection_string(config: Config) -> str:
+    return os.environ.get(CONNECTION_STRING_ENV) or emulator_connection_string(config)
+
+
+def export_connection_string(config: Config) -> None:
+    """Put the connection string where Beam's azfs and child processes look for it.
+
+    Beam's BlobStorageIO falls back to this variable, so the secret never travels as a pipeline option
+    (which runners log and ship to job services).
+    """
+    os.environ[CONNECTION_STRING_ENV] = connection_string(config)
+
+
+def uses_emulator() -> bool:
+    return EMULATOR_KEY in os.environ.get(CONNECTION_STRING_ENV, EMULATOR_KEY)
+
+
+_SECRET_PATTERNS = [
+    re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE),
+    re.compile(r"(SharedAccessSignature=)[^;\s'\"]+", re.IGNORECASE),
+    re.compile(r"([?&]sig=)[^&\s'\"]+", re.IGNORECASE),
+    re.compile(r"(--azure_connection_string[= ])[^\s'\"]+"),
+]
+
+
+def redact(text: str) -> str:
+    """`text` with account keys, SAS signatures and connection strings masked."""
+    secret = os.environ.get(CONNECTION_STRING_ENV)
+    if secret:
+        text = text.replace(secret, "<connection string hidden>")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Mask secrets in every log line, ours and the libraries' (Azure's HTTP logging prints headers)."""
+    root = logging.getLogger()
+    redacting = RedactingFilter()
+    for handler in root.handlers:
+        handler.addFilter(redacting)
+    root.addFilter(redacting)
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def is_blob_uri(uri: str) -> bool:
+    return str(uri).startswith(BLOB_SCHEME)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI or path segments with single slashes."""
+    text = str(base).rstrip("/")
+    for part in parts:
+        text = f"{text}/{str(part).strip('/')}"
+    return text
+
+
+def parse_blob_uri(uri: str) -> tuple[str, str, str]:
+    """azfs://account/container/path -> (account, container, path); path may be empty."""
+    rest = uri[len(BLOB_SCHEME):]
+    parts = rest.split("/", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise StorageError(f"'{uri}' is not a blob URI: write azfs://<account>/<container>/<path>")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://"):] if str(uri).startswith("file://") else uri).expanduser()
+
+
+class Storage:
+    """Blob (azfs://) and local file access behind one API. Blob clients are thread-safe; share one Storage."""
+
+    def __init__(self, connection: str | None = None, *, timeout_s: int = 30, retries: int = 3):
+        self._connection = connection or os.environ.get(CONNECTION_STRING_ENV)
+        self._timeout_s = timeout_s
+        self._retries = retries
+        self._service = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Storage":
+        return cls(connection_string(config), timeout_s=config.storage.timeout_s, retries=config.storage.retries)
+
+    # --- where we are talking to, without the secret -------------------------------------------------
+    @property
+    def account(self) -> str:
+        match = re.search(r"AccountName=([^;]+)", self._connection or "")
+        return match.group(1) if match else "?"
+
+    @property
+    def endpoint(self) -> str:
+        match = re.search(r"BlobEndpoint=([^;]+)", self._connection or "")
+        if match:
+            return match.group(1).rstrip("/")
+        suffix = re.search(r"EndpointSuffix=([^;]+)", self._connection or "")
+        return f"https://{self.account}.blob.{suffix.group(1) if suffix else 'core.windows.net'}"
+
+    def _service_client(self):
+        if self._service is None:
+            if not self._connection:
+                raise StorageAuthError(
+                    f"no blob storage credentials: set {CONNECTION_STRING_ENV} for a real account, or run "
+                    "`./places services up` and use the emulator defaults")
+            from azure.storage.blob import BlobServiceClient, LinearRetry
+
+            try:
+                # The SDK's default retry waits 15 s and more between tries; a short linear backoff turns a
+                # storage outage into a clear error in seconds, while still riding out a passing blip.
+                retry = LinearRetry(backoff=1, random_jitter_range=0.5, retry_total=self._retries)
+                self._service = BlobServiceClient.from_connection_string(
+                    self._connection, retry_policy=retry, connection_timeout=self._timeout_s,
+                    read_timeout=self._timeout_s, connection_data_block_size=1024 * 1024)
+            except ValueError:
+                raise StorageAuthError(
+                    f"{CONNECTION_STRING_ENV} is not a valid Azure Storage connection string "
+                    "(expected AccountName=...;AccountKey=...;...)") from None
+        return self._service
+
+    def _container(self, uri: str):
+        account, container, path = parse_blob_uri(uri)
+        if account != self.account:
+            raise StorageError(
+                f"{uri} names storage account '{account}', but the credentials are for account "
+                f"'{self.account}': use azfs://{self.account}/... or set {CONNECTION_STRING_ENV} for '{account}'")
+        return self._service_client().get_container_client(container), path
+
+    def _translate(self, error: Exception, uri: str) -> StorageError:
+        """Azure SDK errors -> StorageError naming the blob and the fix, never the secret."""
+        from azure.core import exceptions as azure_errors
+
+        _, container, _ = parse_blob_uri(uri) if is_blob_uri(uri) else ("", "", "")
+        if isinstance(error, (azure_errors.ServiceRequestError, azure_errors.ServiceResponseError,
+                              ConnectionError, TimeoutError)):
+            hint = ("start the emulator with `./places services up`" if uses_emulator()
+                    else f"check the network and {CONNECTION_STRING_ENV}")
+            return StorageUnreachable(f"blob storage at {self.endpoint} did not answer while accessing {uri}: "
+                                      f"{type(error).__name__}. Is it running? ({hint})")
+        code = getattr(error, "error_code", None) or ""
+        status = getattr(error, "status_code", None)
+        if isinstance(error, azure_errors.ClientAuthenticationError) or status == 403:
+            return StorageAuthError(
+                f"blob storage refused the credentials for account '{self.account}' while accessing {uri} "
+                f"({code or status}): check the account key in {CONNECTION_STRING_ENV}")
+        if code == "ContainerNotFound":
+            return NotFound(f"container '{container}' does not exist in storage account '{self.account}' "
+                            f"(while accessing {uri}): create it, or check the URI")
+        if isinstance(error, azure_errors.ResourceNotFoundError) or status == 404:
+            return NotFound(f"{uri} does not exist")
+        return StorageError(redact(f"blob storage failed on {uri}: {type(error).__name__}: {error}"))
+
+    def _call(self, uri: str, operation: typing.Callable):
+        from azure.core.exceptions import AzureError
+
+        try:
+            return operation()
+        except (AzureError, ConnectionError, TimeoutError) as error:
+            raise self._translate(error, uri) from None
+
+    # --- reading ---------------------------------------------------------------------------------------
+    def list(self, prefix: str) -> typing.Iterator[ObjectInfo]:
+        """Every object under `prefix` (a folder), recursively, in name order; streams, never all in memory."""
+        if not is_blob_uri(prefix):
+            root = _local_path(prefix)
+            if not root.exists():
+                raise NotFound(f"{prefix} does not exist")
+            for directory, subdirectories, files in os.walk(root):
+                subdirectories.sort()
+                for name in sorted(files):
+                    path = Path(directory) / name
+                    yield ObjectInfo(str(path), path.stat().st_size)
+            return
+        container, path = self._container(prefix)
+        folder = f"{path.rstrip('/')}/" if path else ""
+        base = prefix[: len(prefix) - len(path)].rstrip("/")
+        pages = self._call(prefix, lambda: container.list_blobs(name_starts_with=folder).by_page())
+        while True:
+            page = self._call(prefix, lambda: next(pages, None))
+            if page is None:
+                return
+            for blob in self._call(prefix, lambda: list(page)):
+                if blob.name.endswith("/"):
+                    continue  # folder markers (from the Azure portal or ADLS) are not objects
+                md5 = blob.content_settings.content_md5 if blob.content_settings else None
+                yield ObjectInfo(f"{base}/{blob.name}", blob.size, bytes(md5) if md5 else None)
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The immediate sub-folders of `prefix`, as URIs or paths, in name order."""
+        if not is_blob_uri(prefix):
+            root = _local_path(prefix)
+            if not root.is_dir():
+                raise NotFound(f"{prefix} does not exist or is not a folder")
+            return [str(child) for child in sorted(root.iterdir()) if child.is_dir()]
+        container, path = self._container(prefix)
+        folder = f"{path.rstrip('/')}/" if path else ""
+        base = prefix[: len(prefix) - len(path)].rstrip("/")
+        items = self._call(prefix, lambda: list(container.walk_blobs(name_starts_with=folder, delimiter="/")))
+        return [f"{base}/{item.name.rstrip('/')}" for item in items if item.name.endswith("/")]
+
+    def info(self, uri: str) -> ObjectInfo | None:
+        """Size (and MD5, for blobs) of one object, or None where it does not exist."""
+        if not is_blob_uri(uri):
+            path = _local_path(uri)
+            return ObjectInfo(str(path), path.stat().st_size) if path.is_file() else None
+        container, path = self._container(uri)
+        try:
+            properties = self._call(uri, lambda: container.get_blob_client(path).get_blob_properties())
+        except NotFound as error:
+            if "container" in str(error):
+                raise
+            return None
+        md5 = properties.content_settings.content_md5
+        return ObjectInfo(uri, properties.size, bytes(md5) if md5 else None)
+
+    def exists(self, uri: str) -> bool:
+        return self.info(uri) is not None
+
+    def read_bytes(self, uri: str) -> bytes:
+        if not is_blob_uri(uri):
+            try:
+                return _local_path(uri).read_bytes()
+            except FileNotFoundError:
+                raise NotFound(f"{uri} does not exist") from None
+        container, path = self._container(uri)
+        return self._call(uri, lambda: container.get_blob_client(path).download_blob(max_concurrency=1).readall())
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
+
+    # --- writing ---------------------------------------------------------------------------------------
+    def write_bytes(self, uri: str, data: bytes, *, content_type: str | None = None) -> None:
+        """Write one object whole: readers see the old content or the new, never a part."""
+        if not is_blob_uri(uri):
+            path = _local_path(uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+                handle.write(data)
+            os.replace(handle.name, path)
+            return
+        from azure.storage.blob import ContentSettings
+
+        container, path = self._container(uri)
+        settings = ContentSettings(content_type=content_type, content_md5=bytearray(hashlib.md5(data).digest()))
+        # A single Put Blob (no blocks) commits atomically; the SDK uses one for payloads under 64 MiB.
+        self._call(uri, lambda: container.get_blob_client(path).upload_blob(
+            data, overwrite=True, content_settings=settings, max_concurrency=1))
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.write_bytes(uri, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
+
+    def upload_file(self, local_path: Path, uri: str, md5: bytes) -> None:
+        """Copy a local file to `uri`, recording its MD5 so later uploads can skip it."""
+        if not is_blob_uri(uri):
+            target = _local_path(uri)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local_path, target)
+            return
+        from azure.storage.blob import ContentSettings
+
+        container, path = self._container(uri)
+        settings = ContentSettings(content_md5=bytearray(md5))
+        with open(local_path, "rb") as handle:
+            self._call(uri, lambda: container.get_blob_client(path).upload_blob(
+                handle, overwrite=True, content_settings=settings, max_concurrency=1))
+
+    def copy(self, source: str, target: str) -> None:
+        if is_blob_uri(source) != is_blob_uri(target):
+            self.write_bytes(target, self.read_bytes(source))
+        elif not is_blob_uri(source):
+            _local_path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_local_path(source), _local_path(target))
+        else:
+            source_container, source_path = self._container(source)
+            target_container, target_path = self._container(target)
+            source_url = source_container.get_blob_client(source_path).url
+            # Same account: a server-side copy, which completes synchronously within one account.
+            self._call(target, lambda: target_container.get_blob_client(target_path).start_copy_from_url(
+                source_url, requires_sync=True))
+
+    def delete(self, uri: str) -> None:
+        if not is_blob_uri(uri):
+            _local_path(uri).unlink(missing_ok=True)
+            return
+        container, path = self._container(uri)
+        try:
+            self._call(uri, lambda: container.delete_blob(path))
+        except NotFound as error:
+            if "container" in str(error):
+                raise
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete everything under the folder `prefix`; returns how many objects went."""
+        if not is_blob_uri(prefix):
+            root = _local_path(prefix)
+            count = sum(1 for _ in root.rglob("*") if _.is_file()) if root.exists() else 0
+            shutil.rmtree(root, ignore_errors=True)
+            return count
+        count = 0
+        for item in list(self.list(prefix)):
+            self.delete(item.uri)
+            count += 1
+        return count
+
+    def ensure_container(self, uri: str) -> None:
+        """Create the container that `uri` lives in, if it is a blob URI and the container is missing."""
+        if not is_blob_uri(uri):
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        container, _ = self._container(uri)
+
+        def create():
+            try:
+                container.create_container()
+            except ResourceExistsError:
+                pass
+
+        self._call(uri, create)
+
+    def check_container(self, uri: str) -> None:
+        """Raise NotFound naming the container when `uri`'s container is missing."""
+        if not is_blob_uri(uri):
+            return
+        container, _ = self._container(uri)
+        if not self._call(uri, container.exists):
+            _, name, _ = parse_blob_uri(uri)
+            raise NotFound(f"container '{name}' does not exist in storage account '{self.account}' "
+                           f"(from {uri}): create it, or check the URI")

@@ -1,0 +1,53 @@
+"""Shared fixtures: a real Azurite for the whole test session, on a free port, with its own state folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from core import services
+from core import storage as storage_module
+from core.config import Config, apply
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def session_config(tmp_path_factory) -> Config:
+    """The defaults, moved to a temporary state folder and free ports so tests never touch ./.state."""
+    state_dir = tmp_path_factory.mktemp("state")
+    return apply(Config(), {"state_dir": str(state_dir), "storage.emulator_port": str(free_port())})
+
+
+@pytest.fixture(scope="session")
+def azurite(session_config: Config):
+    """A running Azurite; AZURE_STORAGE_CONNECTION_STRING points at it for the whole session."""
+    services.up(session_config, ["azurite"], report=lambda line: None)
+    previous = os.environ.get(storage_module.CONNECTION_STRING_ENV)
+    os.environ[storage_module.CONNECTION_STRING_ENV] = storage_module.emulator_connection_string(session_config)
+    yield session_config
+    services.down(session_config, report=lambda line: None)
+    if previous is None:
+        os.environ.pop(storage_module.CONNECTION_STRING_ENV, None)
+    else:
+        os.environ[storage_module.CONNECTION_STRING_ENV] = previous
+
+
+@pytest.fixture
+def storage(azurite: Config) -> storage_module.Storage:
+    return storage_module.Storage.from_config(azurite)
+
+
+@pytest.fixture
+def container(storage: storage_module.Storage) -> str:
+    """A fresh, empty container for one test, as azfs://devstoreaccount1/<name>."""
+    uri = f"azfs://{storage.account}/t{uuid.uuid4().hex[:12]}"
+    storage.ensure_container(f"{uri}/x")
+    return uri
