@@ -237,14 +237,14 @@ class Storage:
         container, path = self._container(prefix)
         folder = f"{path.rstrip('/')}/" if path else ""
         base = prefix[: len(prefix) - len(path)].rstrip("/")
-        pages = self._call(prefix, lambda: container.list_blobs(name_starts_with=folder).by_page())
+        pages = self._call(prefix, lambda: container.list_blobs(name_starts_with=folder, include=["metadata"]).by_page())
         while True:
             page = self._call(prefix, lambda: next(pages, None))
             if page is None:
                 return
             for blob in self._call(prefix, lambda: list(page)):
-                if blob.name.endswith("/"):
-                    continue  # folder markers (from the Azure portal or ADLS) are not objects
+                if blob.name.endswith("/") or (blob.metadata or {}).get("hdi_isfolder") == "true":
+                    continue  # folder markers (Azure portal, Data Lake Gen2 directories) are not objects
                 md5 = blob.content_settings.content_md5 if blob.content_settings else None
                 yield ObjectInfo(f"{base}/{blob.name}", blob.size, bytes(md5) if md5 else None)
 

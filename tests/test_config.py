@@ -1,0 +1,53 @@
+"""The typed configuration: defaults, file, environment and flags, in that order of precedence."""
+
+from pathlib import Path
+
+import pytest
+
+from core.config import Config, ConfigError, load_config
+
+
+def test_defaults_run_against_the_local_emulator():
+    config = load_config(environ={})
+    assert config.storage.emulator_host == "127.0.0.1"
+    assert config.uri(config.data.raw_images_uri) == "azfs://devstoreaccount1/places/raw"
+    assert config.beam.runner == "local"
+
+
+def test_file_then_environment_then_flags_override_in_that_order(tmp_path: Path):
+    settings = tmp_path / "places.toml"
+    settings.write_text('[data]\nclasses = "igloo,lawn"\neval_percent = 30\n[beam]\nworkers = 1\n')
+    config = load_config(settings, overrides=["beam.workers=4"],
+                         environ={"PLACES_DATA__EVAL_PERCENT": "25", "PLACES_STATE_DIR": str(tmp_path / "s")})
+    assert config.data.classes == "igloo,lawn"
+    assert config.data.eval_percent == 25
+    assert config.beam.workers == 4
+    assert config.state_dir == tmp_path / "s"
+
+
+def test_launcher_variables_are_not_settings():
+    config = load_config(environ={"PLACES_ROOT": "/x", "PLACES_PYTHON": "/y", "PLACES_CONFIG_UNUSED": "1"})
+    assert config == Config()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("beam.wrokers=2", "unknown setting 'beam.wrokers'"),
+    ("beam.workers=many", "needs a int"),
+    ("beam=local", "is a section"),
+    ("beam.workers", "section.field=value"),
+])
+def test_bad_settings_name_the_setting(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override], environ={})
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path):
+    settings = tmp_path / "broken.toml"
+    settings.write_text("[data\n")
+    with pytest.raises(ConfigError, match="broken.toml is not valid TOML"):
+        load_config(settings, environ={})
+
+
+def test_config_holds_no_secret(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=a;AccountKey=c2VjcmV0;")
+    assert "c2VjcmV0" not in repr(load_config().to_dict())

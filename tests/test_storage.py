@@ -1,0 +1,99 @@
+"""core.storage against the real Azurite and the local file system: one API, clear errors, no leaked secrets."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from core import storage as storage_module
+from core.storage import NotFound, Storage, StorageAuthError, StorageError, StorageUnreachable, join
+
+
+@pytest.fixture(params=["blob", "local"])
+def root(request, tmp_path) -> str:
+    if request.param == "blob":
+        return join(request.getfixturevalue("container"), "root")
+    return str(tmp_path / "root")
+
+
+def test_write_read_list_copy_delete(storage: Storage, root: str):
+    storage.write_text(join(root, "a/one.txt"), "one")
+    storage.write_bytes(join(root, "a/b/two.bin"), b"\x00\x01")
+    storage.write_text(join(root, "c/three.txt"), "three")
+
+    assert storage.read_text(join(root, "a/one.txt")) == "one"
+    assert [item.uri for item in storage.list(join(root, "a"))] == [join(root, "a/b/two.bin"), join(root, "a/one.txt")] \
+        or [item.uri for item in storage.list(join(root, "a"))] == [join(root, "a/one.txt"), join(root, "a/b/two.bin")]
+    assert [item.size for item in storage.list(join(root, "c"))] == [5]
+    assert storage.list_folders(root) == [join(root, "a"), join(root, "c")]
+
+    storage.copy(join(root, "a/one.txt"), join(root, "copy/one.txt"))
+    assert storage.read_text(join(root, "copy/one.txt")) == "one"
+    storage.delete(join(root, "a/one.txt"))
+    assert not storage.exists(join(root, "a/one.txt"))
+    assert storage.delete_prefix(join(root, "c")) == 1
+    assert list(storage.list(join(root, "copy"))) and storage.info(join(root, "c/three.txt")) is None
+
+
+def test_blob_listing_carries_md5_and_skips_folder_markers(storage: Storage, container: str):
+    storage.write_bytes(join(container, "x/data.bin"), b"abc")
+    storage.write_bytes(join(container, "x") + "/empty-folder/", b"")  # what the Azure portal creates for a folder
+    blob_service = storage._service_client()
+    blob_service.get_blob_client(container.rsplit("/", 1)[1], "x/lake-directory").upload_blob(
+        b"", metadata={"hdi_isfolder": "true"})  # how Data Lake Gen2 lists a directory
+    items = list(storage.list(join(container, "x")))
+    assert [item.uri for item in items] == [join(container, "x/data.bin")]
+    assert items[0].md5.hex() == "900150983cd24fb0d6963f7d28e17f72"
+
+
+def test_reading_a_missing_blob_names_it(storage: Storage, container: str):
+    with pytest.raises(NotFound, match=f"{join(container, 'nothing.txt')} does not exist"):
+        storage.read_bytes(join(container, "nothing.txt"))
+
+
+def test_missing_container_is_named_with_the_fix(storage: Storage):
+    with pytest.raises(NotFound, match="container 'no-such-container' does not exist .* create it"):
+        list(storage.list("azfs://devstoreaccount1/no-such-container/raw"))
+
+
+def test_wrong_account_in_uri_is_explained(storage: Storage):
+    with pytest.raises(StorageError, match="names storage account 'other'.*credentials are for account 'devstoreaccount1'"):
+        storage.read_bytes("azfs://other/places/x")
+
+
+def test_wrong_credentials_are_reported_without_the_key(azurite, container: str):
+    wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    connection = storage_module.emulator_connection_string(azurite).replace(storage_module.EMULATOR_KEY, wrong_key)
+    with pytest.raises(StorageAuthError) as caught:
+        list(Storage(connection).list(join(container, "x")))
+    assert "refused the credentials for account 'devstoreaccount1'" in str(caught.value)
+    assert wrong_key not in str(caught.value)
+
+
+def test_storage_that_does_not_answer_fails_fast_with_the_fix(azurite):
+    from tests.conftest import free_port
+
+    connection = storage_module.emulator_connection_string(azurite).replace(
+        f":{azurite.storage.emulator_port}/", f":{free_port()}/")
+    with pytest.raises(StorageUnreachable, match=r"did not answer .*\./places services up"):
+        Storage(connection, retries=1, timeout_s=2).read_bytes("azfs://devstoreaccount1/places/x")
+
+
+def test_redaction_masks_keys_in_text_and_logs(caplog):
+    text = "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=c2VjcmV0a2V5;EndpointSuffix=core.windows.net"
+    assert "c2VjcmV0a2V5" not in storage_module.redact(text)
+    assert "sig=abc" not in storage_module.redact("https://x.blob.core.windows.net/c/b?sv=1&sig=abc")
+    logger = logging.getLogger("places.test")
+    logger.addFilter(storage_module.RedactingFilter())
+    with caplog.at_level(logging.INFO):
+        logger.info("connecting with %s", text)
+    assert "c2VjcmV0a2V5" not in caplog.text and "AccountName=prod" in caplog.text
+
+
+def test_local_writes_are_atomic_and_leave_no_temporary_files(storage: Storage, tmp_path):
+    target = tmp_path / "out" / "manifest.json"
+    storage.write_text(str(target), "{}")
+    storage.write_text(str(target), '{"v": 2}')
+    assert target.read_text() == '{"v": 2}'
+    assert [path.name for path in target.parent.iterdir()] == ["manifest.json"]
