@@ -57,7 +57,7 @@ def main(ctx: click.Context, config_file: str | None, overrides: tuple[str, ...]
 # --- services -------------------------------------------------------------------------------------------
 @main.group()
 def services() -> None:
-    """Start, stop and show the local services (Azurite blob storage emulator)."""
+    """Start, stop and show the local services: Azurite (blob storage emulator) and MLflow (tracking server)."""
 
 
 @services.command("up")
@@ -87,6 +87,12 @@ def _ensure_storage(config: Config) -> None:
     """Start the emulator when blob storage is the emulator; a real account needs nothing started."""
     if storage_module.uses_emulator():
         services_module.up(config, ["azurite"], report=lambda line: click.echo(line, err=True))
+
+
+def _ensure_services(config: Config) -> None:
+    """Blob storage as above, and the MLflow tracking server."""
+    _ensure_storage(config)
+    services_module.up(config, ["mlflow"], report=lambda line: click.echo(line, err=True))
 
 
 # --- data -----------------------------------------------------------------------------------------------
@@ -164,6 +170,46 @@ def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
         _ensure_storage(config)
     manifest = run_ingest(config, input_uri, output_uri, layout)
     click.echo(manifest.summary())
+
+
+# --- pipeline -------------------------------------------------------------------------------------------
+@main.command("run")
+@click.option("--model", type=click.Choice(["better_cnn", "seed_cnn"]), default=None,
+              help="Network to train [default: training.model].")
+@click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
+@click.option("--accuracy-floor", type=float, default=None,
+              help="Overall eval accuracy a model needs to be blessed [default: evaluation.accuracy_floor].")
+@click.pass_context
+def run_command(ctx, model, epochs, accuracy_floor) -> None:
+    """Run the TFX pipeline over the ingested examples: validate, train, evaluate by category and register a
+    blessed model in MLflow as `champion`. Unchanged inputs reuse cached results; a killed run can be rerun.
+    """
+    from pipeline.report import terminal_summary
+    from pipeline.runner import run_pipeline
+
+    config = with_flags(config_of(ctx), {"training.model": model, "training.epochs": epochs,
+                                         "evaluation.accuracy_floor": accuracy_floor})
+    _ensure_services(config)
+    result = run_pipeline(config, echo=click.echo)
+    click.echo("\n" + terminal_summary(result.record))
+    click.echo(f"\nreport: {result.report}\nMLflow: {result.record.run_url}")
+    if result.record.outcome.startswith("stopped"):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@click.pass_context
+def inspect(ctx, run_id: str | None) -> None:
+    """Write the HTML report of a pipeline run (the newest, or RUN_ID) and print its summary."""
+    from pipeline.inspect_run import inspect_run
+    from pipeline.report import terminal_summary
+
+    config = config_of(ctx)
+    _ensure_services(config)
+    record, report = inspect_run(config, run_id)
+    click.echo(terminal_summary(record))
+    click.echo(f"\nreport: {report}\nMLflow: {record.run_url}")
 
 
 # --- whole flows ------------------------------------------------------------------------------------------

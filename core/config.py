@@ -58,18 +58,23 @@ class IngestConfig:
     max_image_pixels: int = 100_000_000
     max_image_bytes: int = 64 * 1024 * 1024
     jpeg_quality: int = 95
-    # Target number of images per TFRecord shard.
+    # Most images per TFRecord shard; each worker's last shard of a split holds the rest.
     images_per_shard: int = 2000
 
 
 @dataclass(frozen=True)
 class BeamConfig:
     # local: Beam's in-process runner (FnApiRunner); portable: a Beam job service at job_endpoint
-    # (a Dataflow-like cluster, Flink or Spark job server); dataflow: Google Cloud Dataflow.
+    # (a Dataflow-like cluster, Flink or Spark job server); dataflow: Google Cloud Dataflow;
+    # flink, spark: Beam's Flink and Spark runners (their master given in extra_args). See core/beam.py.
     runner: str = "local"
     # Parallel workers for the local runner; 0 means one per CPU core.
     workers: int = 0
     job_endpoint: str = "localhost:8099"
+    # portable, flink, spark: where the Python SDK workers run. LOOPBACK: in this process (a job server on this
+    # machine); EXTERNAL: a worker pool at environment_config (host:port); DOCKER: Beam's SDK container.
+    environment_type: str = "LOOPBACK"
+    environment_config: str = ""
     # Extra Beam flags passed through unchanged, e.g. ["--region=europe-west1"].
     extra_args: tuple[str, ...] = ()
 
@@ -77,8 +82,38 @@ class BeamConfig:
 @dataclass(frozen=True)
 class ServicesConfig:
     host: str = "127.0.0.1"
-    # Seconds to wait for a service to answer after starting it.
-    start_timeout_s: int = 60
+    # Seconds to wait for a service to answer after starting it (MLflow's server takes a minute on a busy laptop).
+    start_timeout_s: int = 240
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    port: int = 5000
+    experiment: str = "places365-scenes"
+    # The MLflow Model Registry name the Pusher registers blessed models under, with the alias `champion`.
+    model_name: str = "places365-scenes"
+    # Blob container (3+ characters) that holds run artifacts and models, reached through the server's proxy.
+    artifacts_container: str = "mlflow"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    # better_cnn (the default) or seed_cnn (exactly the tutorial's network); see components/trainer/model.py.
+    model: str = "better_cnn"
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    seed: int = 42
+    # Keep decoded images in memory after the first epoch; fine up to a few hundred thousand 128x128 images.
+    cache_images: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    # Blessing needs overall eval accuracy at least this high...
+    accuracy_floor: float = 0.5
+    # ...and no lower than the champion's minus this much (0: no regression at all).
+    max_regression: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,13 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://{self.services.host}:{self.mlflow.port}"
 
     def uri(self, template: str) -> str:
         """A configured URI with its {container} filled in."""

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import typing
 import urllib.error
@@ -38,6 +39,8 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     # Shown when the port is taken: which setting moves the service elsewhere.
     port_setting: str = ""
+    # Runs just before the process starts (e.g. create the blob container the service writes to).
+    prepare: typing.Callable[[], None] | None = None
 
 
 @dataclass
@@ -50,15 +53,25 @@ class ServiceRecord:
     started_at: float
 
 
-def _http_server_header(url: str, timeout: float = 2.0) -> str | None:
-    """The Server header of whatever answers at `url`, or None when nothing answers."""
+def _http_get(url: str, timeout: float = 2.0) -> tuple[int, dict, bytes] | None:
+    """(status, headers, body) of whatever answers at `url`, or None when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.headers.get("Server", "")
+            return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
-        return error.headers.get("Server", "")
+        return error.code, dict(error.headers), b""
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return None
+
+
+def _azurite_answers(url: str) -> bool:
+    answer = _http_get(f"{url}?comp=list")
+    return answer is not None and "Azurite" in answer[1].get("Server", "")
+
+
+def _mlflow_answers(url: str) -> bool:
+    health, version = _http_get(f"{url}/health"), _http_get(f"{url}/version")
+    return bool(health and health[0] == 200 and health[2].strip() == b"OK" and version and version[0] == 200)
 
 
 def azurite_spec(config: Config) -> ServiceSpec:
@@ -73,13 +86,42 @@ def azurite_spec(config: Config) -> ServiceSpec:
                  "--blobHost", host, "--blobPort", str(port), "--location", str(location),
                  "--skipApiVersionCheck", "--silent"],
         url=url,
-        is_healthy=lambda: "Azurite" in (_http_server_header(f"{url}?comp=list") or ""),
+        is_healthy=lambda: _azurite_answers(url),
         port_setting="storage.emulator_port (PLACES_STORAGE__EMULATOR_PORT)",
     )
 
 
+def mlflow_spec(config: Config) -> ServiceSpec:
+    """MLflow's tracking server: runs and the model registry in sqlite, artifacts in blob storage.
+
+    Clients upload artifacts through the server's proxy, so only the server holds the storage secret.
+    """
+    from core import storage
+
+    blob_storage = storage.Storage.from_config(config)
+    container = config.mlflow.artifacts_container
+    database = config.state_dir / "mlflow" / "mlflow.db"
+    return ServiceSpec(
+        name="mlflow",
+        description="MLflow tracking server and model registry",
+        port=config.mlflow.port,
+        command=[sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{database}",
+                 "--artifacts-destination",
+                 f"wasbs://{container}@{blob_storage.account}.blob.core.windows.net/artifacts",
+                 "--host", config.services.host, "--port", str(config.mlflow.port), "--workers", "1"],
+        url=config.mlflow_uri,
+        is_healthy=lambda: _mlflow_answers(config.mlflow_uri),
+        # The server's job runner starts seven worker processes for features this project does not use.
+        env={storage.CONNECTION_STRING_ENV: storage.connection_string(config),
+             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        port_setting="mlflow.port (PLACES_MLFLOW__PORT)",
+        prepare=lambda: (database.parent.mkdir(parents=True, exist_ok=True),
+                         blob_storage.ensure_container(storage.join(f"azfs://{blob_storage.account}", container))),
+    )
+
+
 def service_specs(config: Config) -> list[ServiceSpec]:
-    return [azurite_spec(config)]
+    return [azurite_spec(config), mlflow_spec(config)]
 
 
 def _records_dir(config: Config) -> Path:
@@ -145,6 +187,8 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord, bool]:
     if os.path.sep in executable and not Path(executable).exists():
         raise ServiceError(f"{spec.name} is not installed ({executable} is missing): run ./places once to install, "
                            "or `npm ci` in the project folder")
+    if spec.prepare is not None:
+        spec.prepare()
     log_path = config.state_dir / "logs" / f"{spec.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -179,20 +223,29 @@ def stop(config: Config, name: str, timeout_s: float = 15.0) -> bool:
         return False
     running = _alive(record.pid)
     if running:
-        try:
-            os.killpg(record.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout_s
-        while _alive(record.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(record.pid):
+        # SIGTERM first: Azurite saves its blob index on the way out (which takes it up to 15 s).
+        for stop_signal, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(record.pid, signal.SIGKILL)
+                os.killpg(record.pid, stop_signal)
             except ProcessLookupError:
-                pass
+                break
+            if _gone_within(record.pid, wait_s):
+                break
     _remove_record(config, name)
     return running
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reaps it when this process started it (tests do)
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return not _alive(pid)
 
 
 def up(config: Config, names: typing.Iterable[str] | None = None,

@@ -133,6 +133,12 @@ def _local_path(uri: str) -> Path:
     return Path(uri[len("file://"):] if str(uri).startswith("file://") else uri).expanduser()
 
 
+def canonical(uri: str) -> str:
+    """One spelling per place: a blob URI without a trailing "/"; a local path absolute, as Storage.list names
+    the files under it (no file://, no ~)."""
+    return str(uri).rstrip("/") if is_blob_uri(uri) else str(_local_path(uri).absolute())
+
+
 class Storage:
     """Blob (azfs://) and local file access behind one API. Blob clients are thread-safe; share one Storage."""
 
@@ -259,7 +265,8 @@ class Storage:
         folder = f"{path.rstrip('/')}/" if path else ""
         base = prefix[: len(prefix) - len(path)].rstrip("/")
         items = self._call(prefix, lambda: list(container.walk_blobs(name_starts_with=folder, delimiter="/")))
-        return [f"{base}/{item.name.rstrip('/')}" for item in items if item.name.endswith("/")]
+        # A marker blob named like `prefix` itself ("raw/", from the Azure portal) is listed too; it is not a sub-folder.
+        return [f"{base}/{item.name.rstrip('/')}" for item in items if item.name.endswith("/") and item.name != folder]
 
     def info(self, uri: str) -> ObjectInfo | None:
         """Size (and MD5, for blobs) of one object, or None where it does not exist."""

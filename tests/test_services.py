@@ -9,7 +9,7 @@ import pytest
 
 from core import services
 from core.config import apply
-from tests.conftest import free_port
+from tests.fixtures import free_port
 
 
 def test_up_is_idempotent_and_status_shows_it(azurite):
@@ -25,7 +25,7 @@ def test_down_stops_exactly_the_recorded_process(tmp_path):
     try:
         record = services.up(config, ["azurite"], report=lambda line: None)[0]
         lines = []
-        services.down(config, report=lines.append)
+        services.down(config, ["azurite"], report=lines.append)
         assert lines == [f"azurite  stopped  (pid {record.pid})"]
         assert not services._alive(record.pid)
         assert bystander.poll() is None
@@ -44,7 +44,7 @@ def test_a_taken_port_gives_a_clear_error_not_a_hang(tmp_path):
 
 
 def test_unknown_service_is_named():
-    with pytest.raises(services.ServiceError, match="unknown service nosuch; known: azurite"):
+    with pytest.raises(services.ServiceError, match="unknown service nosuch; known: azurite, mlflow"):
         services.up(apply(services.Config(), {}), ["nosuch"])
 
 

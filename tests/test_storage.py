@@ -72,7 +72,7 @@ def test_wrong_credentials_are_reported_without_the_key(azurite, container: str)
 
 
 def test_storage_that_does_not_answer_fails_fast_with_the_fix(azurite):
-    from tests.conftest import free_port
+    from tests.fixtures import free_port
 
     connection = storage_module.emulator_connection_string(azurite).replace(
         f":{azurite.storage.emulator_port}/", f":{free_port()}/")

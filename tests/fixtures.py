@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Azurite for the whole test session, on a free port, with its own state folder."""
+"""Shared fixtures: a real Azurite and a real MLflow server for the whole test session, on free ports, with
+their own state folder."""
 
 from __future__ import annotations
 
@@ -51,3 +52,12 @@ def container(storage: storage_module.Storage) -> str:
     uri = f"azfs://{storage.account}/t{uuid.uuid4().hex[:12]}"
     storage.ensure_container(f"{uri}/x")
     return uri
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(azurite: Config) -> Config:
+    """A running MLflow tracking server (sqlite, artifacts in the test Azurite); returns its Config."""
+    config = apply(azurite, {"mlflow.port": str(free_port())})
+    services.up(config, ["mlflow"], report=lambda line: None)
+    yield config
+    services.down(config, ["mlflow"], report=lambda line: None)

@@ -1,0 +1,4 @@
+"""pytest set-up for the whole tree: tests/ and the *_test.py files beside the components share one
+Azurite and one MLflow server per session (tests/fixtures.py)."""
+
+pytest_plugins = ["tests.fixtures"]

@@ -1,0 +1,490 @@
+"""`./places ingest`: images in blob storage (or a local folder) become sharded GZIP TFRecords of tf.Example
+plus a manifest, with one Beam job.
+
+  listing tasks (driver: class folders or list files, a few hundred at most)
+    -> list each task's files (workers, streamed) -> Reshuffle (spreads the images over the workers)
+    -> read, check, convert, tf.Example -> append to this worker's shard of the image's split (staging)
+  what became of every file (accepted, rejected, skipped) and every shard -> one Tally -> staging
+
+Then the driver commits: the shards move from <output>/.staging-<random>/ to <output>/data-<content hash>/,
+and <output>/manifest.json is written last, in one piece. A failed job leaves the output as it was.
+
+Each worker closes a shard after ingest.images_per_shard images and at the end of its bundle, so only the
+shard being written is held, on local disk. Beam's WriteToTFRecord cannot do that: it takes a fixed shard
+count, which would need every image counted before the job starts, and then groups all encoded images by
+shard in one place (the local runner holds that group in memory).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import typing
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+import data_schema
+from core.beam import beam_pipeline_args, runs_locally
+from core.config import Config
+from core.console import progress
+from core.storage import NotFound, Storage, StorageAuthError, StorageError, StorageUnreachable, canonical, join
+from ingestion import images, layouts
+from ingestion.manifest import MANIFEST_FILE, SPLITS, IngestError, Manifest, split_folder
+
+_LOGGER = logging.getLogger(__name__)
+
+TALLY_FILE = "tally.json"
+# In a data folder, written after its shards: a data folder without it is what an interrupted commit left.
+SHARDS_FILE = "shards.json"
+_OUTCOMES = "outcomes"
+
+_ACCEPTED = beam.metrics.Metrics.counter("ingest", "images_accepted")
+_REJECTED = beam.metrics.Metrics.counter("ingest", "files_rejected")
+_SKIPPED = beam.metrics.Metrics.counter("ingest", "images_skipped")
+
+
+def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto") -> Manifest:
+    """Ingest the images at `input_uri` into `output_uri` and return the manifest, once it is committed.
+
+    IngestError (a StorageError) where the input as a whole cannot be ingested; single bad files are
+    rejected and listed in the manifest instead.
+    """
+    try:
+        classes = data_schema.resolve_classes(config.data.classes)
+    except ValueError as error:
+        raise IngestError(f"data.classes: {error}") from None
+    storage = Storage.from_config(config)
+    input_uri, output_uri = canonical(input_uri), canonical(output_uri)
+    layout = layouts.detect_layout(storage, input_uri) if layout == "auto" else layout
+    tasks = layouts.listing_tasks(storage, input_uri, layout)
+    storage.ensure_container(output_uri)
+    job_id = uuid.uuid4().hex[:12]
+    staging_uri = join(output_uri, f".staging-{job_id}")
+    try:
+        with _local_progress_bar(config, job_id):
+            _run_job(config, tasks, classes, staging_uri, job_id, output_uri)
+        tally = Tally.from_json(storage.read_text(join(staging_uri, TALLY_FILE)))
+        if not tally.accepted:
+            raise _nothing_ingested(tally, classes, input_uri, layout)
+        return _commit(storage, config, tally, classes, input_uri, output_uri, layout)
+    finally:
+        _discard(storage, staging_uri)
+
+
+def split_of(relative_path: str, eval_percent: int) -> str:
+    """The split of an image, from a hash of its path below the input: the same on every run and machine."""
+    number = int.from_bytes(hashlib.sha256(relative_path.encode()).digest()[:8], "big")
+    return data_schema.EVAL_SPLIT if number % 100 < eval_percent else data_schema.TRAIN_SPLIT
+
+
+@dataclass
+class Tally:
+    """What became of the files and where the shards are, summed over the job: one per task, image, shard."""
+
+    # (class, split) -> images written.
+    accepted: collections.Counter = field(default_factory=collections.Counter)
+    # class -> images listed, of configured classes.
+    found: collections.Counter = field(default_factory=collections.Counter)
+    # class -> images of Places365 classes that are not configured.
+    skipped: collections.Counter = field(default_factory=collections.Counter)
+    # (source, reason)
+    rejected: list = field(default_factory=list)
+    # (split, staged shard URI)
+    shards: list = field(default_factory=list)
+    # The records' digests summed modulo 2**256: the same whatever order the workers wrote them in.
+    digest_sum: int = 0
+
+    def merge(self, other: "Tally") -> "Tally":
+        self.accepted.update(other.accepted)
+        self.found.update(other.found)
+        self.skipped.update(other.skipped)
+        self.rejected.extend(other.rejected)
+        self.shards.extend(other.shards)
+        self.digest_sum = (self.digest_sum + other.digest_sum) % 2**256
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps({"accepted": [[*key, count] for key, count in self.accepted.items()],
+                           "found": self.found, "skipped": self.skipped, "rejected": self.rejected,
+                           "shards": self.shards, "digest_sum": f"{self.digest_sum:064x}"})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Tally":
+        fields = json.loads(text)
+        return cls(collections.Counter({(key, split): count for key, split, count in fields["accepted"]}),
+                   collections.Counter(fields["found"]), collections.Counter(fields["skipped"]),
+                   [tuple(item) for item in fields["rejected"]], [tuple(item) for item in fields["shards"]],
+                   int(fields["digest_sum"], 16))
+
+
+def record_digest(source_uri: str, split: str, category: int, image_jpeg: bytes) -> int:
+    text = "\n".join([source_uri, split, str(category), hashlib.sha256(image_jpeg).hexdigest()])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
+
+
+def content_hash(classes: tuple[str, ...], tally: Tally) -> str:
+    # The class list says what each `category` number means, the schema version how records are laid out.
+    content = {"schema_version": data_schema.SCHEMA_VERSION, "classes": list(classes),
+               "images": sum(tally.accepted.values()), "records": f"{tally.digest_sum:064x}"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+class _LocalProgress:
+    """Images listed and processed by this process's local-runner jobs, by job, shown as a progress bar.
+
+    The local runner runs the DoFns in this process, so they report here directly. On a remote worker no job
+    is registered and reports go nowhere; the Beam counters count there.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._bars: dict[str, typing.Any] = {}
+        self._processed: collections.Counter = collections.Counter()
+
+    @contextlib.contextmanager
+    def showing(self, job_id: str):
+        with progress(desc="ingest", unit="image") as bar:
+            with self._lock:
+                self._bars[job_id] = bar
+            try:
+                yield
+            finally:
+                with self._lock:
+                    del self._bars[job_id]
+                    del self._processed[job_id]
+
+    def listed(self, job_id: str, count: int) -> None:
+        with self._lock:
+            bar = self._bars.get(job_id)
+            if bar is not None:
+                bar.total = (bar.total or 0) + count
+                bar.refresh()
+
+    def processed(self, job_id: str) -> None:
+        with self._lock:
+            bar = self._bars.get(job_id)
+            if bar is not None:
+                self._processed[job_id] += 1
+                bar.update(1)
+
+    def images_processed(self) -> int:
+        """Images processed so far by the local jobs running now."""
+        with self._lock:
+            return sum(self._processed.values())
+
+
+LOCAL_PROGRESS = _LocalProgress()
+
+
+def _local_progress_bar(config: Config, job_id: str) -> typing.ContextManager:
+    return LOCAL_PROGRESS.showing(job_id) if runs_locally(config) else contextlib.nullcontext()
+
+
+class _ListImages(beam.DoFn):
+    """One listing task's files: images of configured classes go on with their split, the rest is tallied."""
+
+    def __init__(self, config: Config, classes: tuple[str, ...], job_id: str):
+        self._config = config
+        self._classes = frozenset(classes)
+        self._job_id = job_id
+
+    def setup(self):
+        self._storage = Storage.from_config(self._config)
+
+    def process(self, task: layouts.ListingTask):
+        tally = Tally()
+        for listed in layouts.list_images(self._storage, task):
+            if listed.rejection is not None:
+                tally.rejected.append((listed.source_uri, listed.rejection))
+            elif listed.category in self._classes:
+                tally.found[listed.category] += 1
+                yield split_of(listed.relative_path, self._config.data.eval_percent), listed
+            else:
+                tally.skipped[listed.category] += 1
+        _REJECTED.inc(len(tally.rejected))
+        _SKIPPED.inc(sum(tally.skipped.values()))
+        LOCAL_PROGRESS.listed(self._job_id, sum(tally.found.values()))
+        yield beam.pvalue.TaggedOutput(_OUTCOMES, tally)
+
+
+class _WriteExamples(beam.DoFn):
+    """Reads, checks and converts each image, and appends its tf.Example to this worker's shard of its split."""
+
+    def __init__(self, config: Config, classes: tuple[str, ...], staging_uri: str, job_id: str):
+        self._config = config
+        self._category = {key: index for index, key in enumerate(classes)}
+        self._staging_uri = staging_uri
+        self._job_id = job_id
+
+    def setup(self):
+        self._storage = Storage.from_config(self._config)
+        self._scratch = tempfile.mkdtemp(prefix="places-ingest-")
+
+    def start_bundle(self):
+        self._shards = {split: _ShardWriter(self._storage, self._scratch, join(self._staging_uri, split_folder(split)),
+                                            self._config.ingest.images_per_shard) for split in SPLITS}
+
+    def process(self, item: tuple[str, layouts.ListedFile]):
+        split, listed = item
+        yield self._ingest_one(split, listed)
+        LOCAL_PROGRESS.processed(self._job_id)
+
+    def finish_bundle(self):
+        for split, shard in self._shards.items():
+            staged = shard.close()
+            if staged:
+                yield WindowedValue(Tally(shards=[(split, staged)]), GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def teardown(self):
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _ingest_one(self, split: str, listed: layouts.ListedFile) -> Tally:
+        try:
+            image = images.convert(self._read(listed), self._config.ingest)
+        except images.RejectedImage as rejection:
+            _REJECTED.inc()
+            return Tally(rejected=[(listed.source_uri, str(rejection))])
+        category = self._category[listed.category]
+        staged = self._shards[split].write(_example(image, category, listed))
+        _ACCEPTED.inc()
+        return Tally(accepted=collections.Counter({(listed.category, split): 1}),
+                     shards=[(split, staged)] if staged else [],
+                     digest_sum=record_digest(listed.source_uri, split, category, image.image_jpeg))
+
+    def _read(self, listed: layouts.ListedFile) -> bytes:
+        # Storage failures other than a missing file propagate and fail the job: they are not the image's fault.
+        size = listed.size
+        if size is None:
+            info = self._storage.info(listed.source_uri)
+            if info is None:
+                raise images.RejectedImage("listed, but the file does not exist")
+            size = info.size
+        images.check_size(size, self._config.ingest)
+        try:
+            return self._storage.read_bytes(listed.source_uri)
+        except NotFound:
+            raise images.RejectedImage("the file disappeared while the job ran") from None
+
+
+class _ShardWriter:
+    """One worker's shard of one split: a GZIP TFRecord file on local disk until it is full or the bundle ends."""
+
+    def __init__(self, storage: Storage, scratch: str, staging_uri: str, images_per_shard: int):
+        self._storage = storage
+        self._scratch = scratch
+        self._staging_uri = staging_uri
+        self._images_per_shard = images_per_shard
+        self._writer = None
+        self._path = ""
+        self._count = 0
+
+    def write(self, example: bytes) -> str | None:
+        """Append `example`; returns the staged URI of the shard where this filled it."""
+        if self._writer is None:
+            self._path = os.path.join(self._scratch, f"{uuid.uuid4().hex}.tfrecord.gz")
+            self._writer = tf.io.TFRecordWriter(self._path, options="GZIP")
+            self._count = 0
+        self._writer.write(example)
+        self._count += 1
+        return self.close() if self._count >= self._images_per_shard else None
+
+    def close(self) -> str | None:
+        """Upload the open shard to staging; returns its URI, or None where no shard is open."""
+        if self._writer is None:
+            return None
+        self._writer.close()
+        self._writer = None
+        staged = join(self._staging_uri, os.path.basename(self._path))
+        self._storage.write_bytes(staged, Path(self._path).read_bytes())
+        os.remove(self._path)
+        return staged
+
+
+def _example(image: images.TrainingImage, category: int, listed: layouts.ListedFile) -> bytes:
+    def bytes_feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def int64_feature(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        data_schema.IMAGE_KEY: bytes_feature(image.image_jpeg),
+        data_schema.LABEL_KEY: int64_feature(category),
+        data_schema.LABEL_NAME_KEY: bytes_feature(listed.category.encode()),
+        data_schema.SOURCE_KEY: bytes_feature(listed.source_uri.encode()),
+        data_schema.HEIGHT_KEY: int64_feature(image.height),
+        data_schema.WIDTH_KEY: int64_feature(image.width),
+    })).SerializeToString()
+
+
+class _SumTallies(beam.CombineFn):
+    def create_accumulator(self) -> Tally:
+        return Tally()
+
+    def add_input(self, total: Tally, tally: Tally) -> Tally:
+        return total.merge(tally)
+
+    def merge_accumulators(self, totals: typing.Iterable[Tally]) -> Tally:
+        totals = iter(totals)
+        merged = next(totals)
+        for total in totals:
+            merged.merge(total)
+        return merged
+
+    def extract_output(self, total: Tally) -> Tally:
+        return total
+
+
+def _write_tally(tally: Tally, config: Config, uri: str) -> None:
+    Storage.from_config(config).write_text(uri, tally.to_json())
+
+
+def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[str, ...], staging_uri: str,
+             job_id: str, output_uri: str) -> None:
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_pipeline_args(config)))
+    listed = (pipeline
+              | "Listing tasks" >> beam.Create(tasks)
+              | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(_OUTCOMES, main="images"))
+    written = (listed.images
+               | "Spread over workers" >> beam.Reshuffle()
+               | "Convert and write" >> beam.ParDo(_WriteExamples(config, classes, staging_uri, job_id)))
+    _ = ((listed[_OUTCOMES], written)
+         | "All outcomes" >> beam.Flatten()
+         | "Sum" >> beam.CombineGlobally(_SumTallies())
+         | "Write tally" >> beam.Map(_write_tally, config, join(staging_uri, TALLY_FILE)))
+    try:
+        with _worker_errors_unlogged(config):
+            state = pipeline.run().wait_until_finish()
+    except Exception as error:
+        failure = _storage_failure(error, output_uri)
+        if failure is None:
+            raise
+        raise failure from None
+    if state != PipelineState.DONE:
+        raise IngestError(f"the Beam job ended {state}; nothing was written to {output_uri}")
+
+
+@contextlib.contextmanager
+def _worker_errors_unlogged(config: Config):
+    """The local runner raises a worker's error here, traceback included; its loggers would print it twice more."""
+    loggers = [logging.getLogger(name) for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")]
+    levels = [logger.level for logger in loggers]
+    if runs_locally(config):
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _storage_failure(error: Exception, output_uri: str) -> IngestError | None:
+    """The IngestError for a job that failed because blob storage did; None for any other failure.
+
+    Runners hand back a worker's exception as text (the local runner too), so it is found by its name.
+    """
+    for kind in (StorageUnreachable, StorageAuthError):
+        match = re.search(rf"\b{kind.__name__}: (.+?)(?: \[while running [^\]]*\])?$", str(error), re.MULTILINE)
+        if match is None:
+            continue
+        if kind is StorageUnreachable:
+            return IngestError(f"blob storage stopped answering during the ingest job ({match.group(1)}). "
+                               f"Nothing was written to {output_uri}; rerun when it is back")
+        return IngestError(match.group(1))
+    return None
+
+
+def _nothing_ingested(tally: Tally, classes: tuple[str, ...], input_uri: str, layout: str) -> IngestError:
+    found = sum(tally.found.values())
+    first = "; ".join(f"{source}: {reason}" for source, reason in sorted(tally.rejected)[:3])
+    if found:
+        return IngestError(f"none of the {found} images of the configured classes under {input_uri} could be read, "
+                           f"e.g. {first}")
+    if tally.skipped:
+        return IngestError(f"no image under {input_uri} is of the configured classes ({', '.join(classes)}); it holds "
+                           f"{', '.join(sorted(tally.skipped))}: choose classes with --classes or data.classes")
+    if tally.rejected:
+        return IngestError(f"nothing under {input_uri} could be ingested: all {len(tally.rejected)} files were "
+                           f"rejected, e.g. {first}")
+    return layouts.no_images_error(input_uri, layout)
+
+
+def _warnings(tally: Tally, config: Config, classes: tuple[str, ...], input_uri: str, layout: str) -> list[str]:
+    warnings = []
+    for key in classes:
+        if not tally.found[key]:
+            warnings.append(f"class {key} has no images: expected {layouts.where_class_goes(layout, input_uri, key)}")
+        elif not any(tally.accepted[key, split] for split in SPLITS):
+            warnings.append(f"class {key}: all {tally.found[key]} images were rejected")
+    if config.data.eval_percent and not any(tally.accepted[key, data_schema.EVAL_SPLIT] for key in classes):
+        warnings.append(f"the {data_schema.EVAL_SPLIT} split is empty: too few images for "
+                        f"data.eval_percent={config.data.eval_percent}")
+    return warnings
+
+
+def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, ...], input_uri: str,
+            output_uri: str, layout: str) -> Manifest:
+    digest = content_hash(classes, tally)
+    data_folder = f"data-{digest[:16]}"
+    data_uri = join(output_uri, data_folder)
+    shard_list_uri = join(data_uri, SHARDS_FILE)
+    if storage.exists(shard_list_uri):
+        shards = json.loads(storage.read_text(shard_list_uri))  # the same content, committed before: keep it
+    else:
+        shards = _publish_shards(storage, tally.shards, data_uri)
+    manifest = Manifest(
+        schema_version=data_schema.SCHEMA_VERSION,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        input_uri=input_uri, output_uri=output_uri, layout=layout, classes=list(classes),
+        counts={key: {split: tally.accepted[key, split] for split in SPLITS} for key in classes},
+        total=sum(tally.accepted.values()),
+        rejected=[{"source": source, "reason": reason} for source, reason in sorted(tally.rejected)],
+        skipped=dict(sorted(tally.skipped.items())),
+        warnings=_warnings(tally, config, classes, input_uri, layout),
+        data_folder=data_folder, shards=shards, content_hash=digest)
+    storage.write_text(join(output_uri, MANIFEST_FILE), manifest.to_json())
+    return manifest
+
+
+def _publish_shards(storage: Storage, staged: list[tuple[str, str]], data_uri: str) -> list[str]:
+    """Copy the staged shards to their names in the data folder, then write its shard list."""
+    try:
+        storage.delete_prefix(data_uri)  # what an interrupted commit left, if anything
+        names = []
+        for split in SPLITS:
+            sources = sorted(uri for shard_split, uri in staged if shard_split == split)
+            for index, source in enumerate(sources):
+                name = f"{split_folder(split)}/data-{index:05d}-of-{len(sources):05d}.tfrecord.gz"
+                storage.copy(source, join(data_uri, name))
+                names.append(name)
+        storage.write_text(join(data_uri, SHARDS_FILE), json.dumps(names))
+        return names
+    except BaseException:
+        _discard(storage, data_uri)
+        raise
+
+
+def _discard(storage: Storage, uri: str) -> None:
+    try:
+        storage.delete_prefix(uri)
+    except StorageError as error:
+        _LOGGER.warning("could not delete %s, which this ingestion wrote and no manifest names; delete it by hand "
+                        "(%s)", uri, error)
