@@ -212,6 +212,77 @@ def inspect(ctx, run_id: str | None) -> None:
     click.echo(f"\nreport: {report}\nMLflow: {record.run_url}")
 
 
+# --- serving --------------------------------------------------------------------------------------------
+_MODEL_HELP = "Registered model to use: NAME@ALIAS or NAME/VERSION [default: mlflow.model_name@champion]."
+
+
+@main.command()
+@click.option("--model", "reference", default=None, help=_MODEL_HELP)
+@click.option("--port", type=int, default=None, help="Port to listen on, at 127.0.0.1 [default: serving.port].")
+@click.pass_context
+def serve(ctx, reference: str | None, port: int | None) -> None:
+    """Answer HTTP requests with the champion model's predictions, at 127.0.0.1, until Ctrl-C.
+
+    POST /invocations takes the tutorial's {"inputs": [...]} (pixels [N, 128, 128, 3] in [0, 1]) or
+    {"images": ["<base64 JPEG/PNG>", ...]}, and answers {"predictions": [[probabilities]]}; GET /ping names the model.
+    """
+    from serving import model as serving_model
+    from serving.server import serve as serve_forever
+
+    config = with_flags(config_of(ctx), {"serving.port": port})
+    _ensure_services(config)
+    serve_forever(serving_model.load(config, reference), config.serving, click.echo)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "reference", default=None, help=_MODEL_HELP)
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Most probable classes shown per image [default: serving.top_k].")
+@click.pass_context
+def predict(ctx, images: tuple[str, ...], reference: str | None, top_k: int | None) -> None:
+    """Print the most probable classes of each of IMAGES: JPEG or PNG files, local or azfs:// blobs."""
+    from serving import model as serving_model
+
+    config = with_flags(config_of(ctx), {"serving.top_k": top_k})
+    _ensure_services(config)
+    blob_storage = storage_module.Storage.from_config(config)
+    encoded = [blob_storage.read_bytes(image) for image in images]
+    model = serving_model.load(config, reference)
+    rows = []
+    for image, top_classes in zip(images, model.top_classes(model.predict_images(encoded, images),
+                                                            config.serving.top_k)):
+        rows += [{"image": image if rank == 0 else "", "class": top.display_name,
+                  "probability": f"{top.probability:.3f}"} for rank, top in enumerate(top_classes)]
+    click.echo(f"model {model.reference}\n")
+    click.echo(table(rows, ["image", "class", "probability"]))
+
+
+@main.command("batch-predict")
+@click.option("--input", "input_uri", required=True,
+              help="Images to classify: azfs://account/container/prefix or a local folder, searched recursively "
+                   "(any layout).")
+@click.option("--output", "output_uri", required=True,
+              help="Folder for the predictions, rejected.jsonl and summary.json (azfs:// or local).")
+@click.option("--format", "output_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True,
+              help="File format of the predictions.")
+@click.option("--model", "reference", default=None, help=_MODEL_HELP)
+@click.option("--runner", default=None, help="Beam runner: local, portable, dataflow, flink, spark [default: beam.runner].")
+@click.pass_context
+def batch_predict(ctx, input_uri: str, output_uri: str, output_format: str, reference: str | None,
+                  runner: str | None) -> None:
+    """Classify every image under --input with one Beam job, writing one record per image to --output.
+
+    Unreadable images are rejected and listed in rejected.jsonl; the output appears only when the job succeeded,
+    with summary.json (counts, model version) written last.
+    """
+    from serving.batch import batch_predict as run_batch_predict
+
+    config = with_flags(config_of(ctx), {"beam.runner": runner})
+    _ensure_services(config)
+    click.echo(run_batch_predict(config, input_uri, output_uri, output_format, reference).text())
+
+
 # --- whole flows ------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--per-class", type=int, default=None, help="Sample images per class [default: data.sample_images_per_class].")
@@ -254,4 +325,8 @@ def test(ctx) -> None:
 
 
 if __name__ == "__main__":
-    main(prog_name="places")
+    # `python -m core.cli` runs this file as __main__; the CLI runs from the module core.cli instead, so that the
+    # UserError it catches is the one that other modules import from core.cli and subclass.
+    from core.cli import main as places
+
+    places(prog_name="places")

@@ -117,6 +117,19 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    # `./places serve` listens on 127.0.0.1 at this port.
+    port: int = 8080
+    # Larger request bodies are refused (413) before they are read. One tutorial-format image is about 1 MB of
+    # JSON, so this admits about 15 per request; parsing takes a few times the body's size in memory.
+    max_request_bytes: int = 16 * 1024 * 1024
+    # How many of the most probable classes `./places predict` shows per image.
+    top_k: int = 3
+    # Images per model call in `./places batch-predict`.
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
 class Config:
     # Everything the project writes locally: emulator data, logs, PIDs, pipeline artifacts, reports.
     state_dir: Path = PROJECT_ROOT / ".state"
@@ -128,6 +141,7 @@ class Config:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     @property
     def mlflow_uri(self) -> str:

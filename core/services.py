@@ -171,8 +171,12 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord, bool]:
-    """Start `spec` unless our recorded instance already answers; returns (record, started_now)."""
+def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool]:
+    """Start `spec` unless it already answers; returns (record, started_now).
+
+    The record is None when an instance this state folder did not start answers on the port (one the user
+    runs, or another checkout's): it is used as it is, and `down` leaves it alone.
+    """
     record = _read_record(config, spec.name)
     if record and _alive(record.pid) and spec.is_healthy():
         return record, False
@@ -180,6 +184,8 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord, bool]:
         stop(config, spec.name)
     host = config.services.host
     if _port_in_use(host, spec.port):
+        if spec.is_healthy():
+            return None, False
         raise ServiceError(
             f"port {spec.port} on {host} is already in use by another program, so {spec.name} cannot start. "
             f"Stop that program, or move {spec.name} to a free port with {spec.port_setting}.")
@@ -253,6 +259,9 @@ def up(config: Config, names: typing.Iterable[str] | None = None,
     records = []
     for spec in _selected(config, names):
         record, started = start(config, spec)
+        if record is None:
+            report(f"{spec.name:<8} running  {spec.url}   ({spec.description}; not started by ./places, left as is)")
+            continue
         report(f"{spec.name:<8} {'started' if started else 'running'}  pid {record.pid:<7} {spec.url}"
                f"   ({spec.description}; log {record.log})")
         records.append(record)
@@ -274,7 +283,7 @@ def status(config: Config) -> list[dict]:
     for spec in service_specs(config):
         record = _read_record(config, spec.name)
         if record is None:
-            state = "stopped"
+            state = "running (not started by ./places)" if spec.is_healthy() else "stopped"
         elif not _alive(record.pid):
             state = "dead (stale record)"
         else:

@@ -116,3 +116,15 @@ def resolve_classes(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if duplicates:
         raise ValueError(f"the class list names {', '.join(duplicates)} more than once")
     return keys
+
+
+def curated_schema(classes: tuple[str, ...]):
+    """The schema in schema.pbtxt with the class domain of `classes` filled in (a tensorflow_metadata Schema)."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = text_format.Parse(SCHEMA_FILE.read_text(), schema_pb2.Schema())
+    features = {feature.name: feature for feature in schema.feature}
+    features[LABEL_KEY].int_domain.max = len(classes) - 1
+    features[LABEL_NAME_KEY].string_domain.value.extend(classes)
+    return schema

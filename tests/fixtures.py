@@ -41,7 +41,7 @@ def azurite(session_config: Config):
         os.environ[storage_module.CONNECTION_STRING_ENV] = previous
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def storage(azurite: Config) -> storage_module.Storage:
     return storage_module.Storage.from_config(azurite)
 

@@ -50,3 +50,13 @@ def test_unknown_service_is_named():
 
 def azurite_free_config(tmp_path):
     return apply(services.Config(), {"state_dir": str(tmp_path / "state"), "storage.emulator_port": str(free_port())})
+
+
+def test_an_emulator_someone_else_runs_on_the_port_is_used_and_left_alone(azurite, tmp_path):
+    other_checkout = apply(azurite, {"state_dir": str(tmp_path / "other-state")})
+    lines = []
+    assert services.up(other_checkout, ["azurite"], report=lines.append) == []
+    assert "not started by ./places" in lines[0]
+    services.down(other_checkout, ["azurite"], report=lines.append)
+    assert lines[-1] == "azurite  was not running"
+    assert services.status(azurite)[0]["state"] == "running"

@@ -1,0 +1,54 @@
+"""Bring one committed ingestion (manifest + TFRecord shards in blob storage) into a TFX Examples artifact.
+
+tf.io.gfile cannot read azfs://, so TFX's stock ExampleGen cannot read the blobs; this copies the shards
+the manifest names into the artifact's split folders, which every downstream component reads locally.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from core.storage import Storage, join
+from ingestion.manifest import SPLITS, IngestError, Manifest, read_manifest, split_folder
+
+
+class DataChanged(IngestError):
+    """The ingested data changed between building the pipeline and running this component."""
+
+
+def import_examples(storage: Storage, examples_uri: str, expected_content_hash: str, artifact_dir: str,
+                    workers: int = 8) -> Manifest:
+    """Copy the shards of the ingestion at `examples_uri` into `artifact_dir`/Split-<split>/."""
+    manifest = read_manifest(storage, examples_uri)
+    if manifest.content_hash != expected_content_hash:
+        raise DataChanged(
+            f"the data at {examples_uri} changed while the pipeline ran (content hash {manifest.content_hash[:16]}, "
+            f"expected {expected_content_hash[:16]}): run `./places run` again to use the new data")
+    for split in SPLITS:
+        (Path(artifact_dir) / split_folder(split)).mkdir(parents=True, exist_ok=True)
+
+    def copy(shard: str) -> None:
+        target = Path(artifact_dir) / shard
+        # Copy to a temporary name first: a half-copied shard must never look like data.
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
+            handle.write(storage.read_bytes(join(manifest.data_uri, shard)))
+        os.replace(handle.name, target)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(copy, manifest.shards))
+    for split in SPLITS:
+        folder = Path(artifact_dir) / split_folder(split)
+        if not any(folder.iterdir()):
+            # An empty split stays visible to validation (zero examples is an anomaly there), not a crash here.
+            _write_empty_tfrecord(folder / "data-00000-of-00001.tfrecord.gz")
+    return manifest
+
+
+def _write_empty_tfrecord(path: Path) -> None:
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path), options="GZIP"):
+        pass

@@ -1,0 +1,79 @@
+"""What an Evaluator run found, read back from its TFMA output for the Pusher, the report and MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tensorflow_model_analysis as tfma
+
+from components.evaluator.eval_config import ACCURACY, CANDIDATE, CHAMPION
+from data_schema import LABEL_NAME_KEY
+
+
+@dataclass
+class ModelEvaluation:
+    accuracy: float
+    examples: int
+    # class key -> accuracy within that class (its recall) and how many eval examples it had.
+    accuracy_by_class: dict[str, float] = field(default_factory=dict)
+    examples_by_class: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluationSummary:
+    candidate: ModelEvaluation
+    champion: ModelEvaluation | None
+    blessed: bool
+    # Why the candidate was not blessed, one sentence per failed check; empty when blessed.
+    failures: list[str]
+
+
+def _value(metrics: dict, name: str) -> float | None:
+    for output in metrics.values():
+        for sub_key in output.values():
+            if name in sub_key:
+                return float(sub_key[name].get("doubleValue", 0.0))
+    return None
+
+
+def _model_evaluation(result) -> ModelEvaluation:
+    evaluation = ModelEvaluation(accuracy=float("nan"), examples=0)
+    for slice_key, metrics in result.slicing_metrics:
+        accuracy, examples = _value(metrics, ACCURACY), _value(metrics, "example_count")
+        if slice_key == ():
+            evaluation.accuracy, evaluation.examples = accuracy, int(examples or 0)
+        elif len(slice_key) == 1 and slice_key[0][0] == LABEL_NAME_KEY:
+            name = slice_key[0][1]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            evaluation.accuracy_by_class[name] = accuracy
+            evaluation.examples_by_class[name] = int(examples or 0)
+    return evaluation
+
+
+def read_evaluation(evaluation_uri: str) -> EvaluationSummary:
+    """Candidate (and champion) metrics and the blessing verdict from an Evaluator output folder."""
+    from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
+
+    # TFMA drops the model name when it evaluated one model only: the candidate is then "".
+    _, _, _, model_locations = load_eval_run(evaluation_uri)
+    candidate_name = CANDIDATE if CANDIDATE in model_locations else ""
+    candidate = _model_evaluation(tfma.load_eval_result(evaluation_uri, model_name=candidate_name))
+    champion = (_model_evaluation(tfma.load_eval_result(evaluation_uri, model_name=CHAMPION))
+                if CHAMPION in model_locations else None)
+    validation = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(_explain(failure, candidate, champion))
+    return EvaluationSummary(candidate, champion, bool(validation.validation_ok), failures)
+
+
+def _explain(failure, candidate: ModelEvaluation, champion: ModelEvaluation | None) -> str:
+    threshold = failure.metric_threshold
+    if failure.metric_key.is_diff and champion is not None:
+        return (f"overall accuracy {candidate.accuracy:.3f} is below the champion's {champion.accuracy:.3f} "
+                f"(allowed regression {-threshold.change_threshold.absolute.value:.3f})")
+    if threshold.HasField("value_threshold"):
+        return (f"overall accuracy {candidate.accuracy:.3f} is below the floor "
+                f"{threshold.value_threshold.lower_bound.value:.3f} (evaluation.accuracy_floor)")
+    return failure.message or str(failure.metric_key)

@@ -1,0 +1,72 @@
+"""tf.data input for training and evaluation: GZIP TFRecord shards of tf.Example -> batches of (pixels, category).
+
+Decoding runs in parallel and batches are prefetched, so on CPU the model, not the input, sets the pace
+(bench/trainer_throughput.py measures it against numpy arrays already in memory).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from components.trainer.preprocessing import IMAGE_FEATURE, preprocess_image
+from data_schema import IMAGE_KEY, LABEL_KEY
+
+# Decoded images held for shuffling: about 800 MB at 128 x 128 x 3 float32. It covers a whole small data set;
+# on large ones it mixes the shards read at once (shards may hold long runs of one class).
+SHUFFLE_BUFFER_IMAGES = 4096
+# Shards read at the same time, so a batch mixes images from many of them.
+SHARDS_READ_AT_ONCE = 16
+
+_FEATURES = {**IMAGE_FEATURE, LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+
+def shard_paths(file_patterns: list[str]) -> list[str]:
+    """Every file matching any of `file_patterns` (the Trainer's fn_args.train_files or eval_files), sorted."""
+    paths = sorted({path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no TFRecord shards match {', '.join(file_patterns)}: check that the examples "
+                                f"artifact given to the Trainer holds this split")
+    return paths
+
+
+def count_examples(file_patterns: list[str]) -> int:
+    """How many tf.Examples the shards hold: one pass over the compressed records, nothing decoded."""
+    records = tf.data.TFRecordDataset(shard_paths(file_patterns), compression_type="GZIP",
+                                      num_parallel_reads=tf.data.AUTOTUNE)
+    return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, seed: int, cache_images: bool,
+                 repeat: bool) -> tf.data.Dataset:
+    """Batches of (float32 [batch, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] in [0, 1], int64 [batch] category).
+
+    training: shuffle shards and images (seeded; a new order each epoch). cache_images: keep the decoded images
+    in memory after the first epoch (for data sets that fit: no more reading or decoding). repeat: endless, for
+    a fixed number of steps per epoch; otherwise one pass per epoch, its length counted first (count_examples).
+    """
+    shards = tf.data.Dataset.from_tensor_slices(shard_paths(file_patterns))
+    if training:
+        shards = shards.shuffle(len(shards), seed=seed)
+    records = shards.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+        cycle_length=SHARDS_READ_AT_ONCE,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if not repeat:
+        # With the number of batches known, Keras shows an epoch's progress and does not warn "Your input ran out
+        # of data; interrupting training" at the end of the first epoch, as it does where it has to find out.
+        records = records.apply(tf.data.experimental.assert_cardinality(count_examples(file_patterns)))
+    examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache_images:
+        examples = examples.cache()
+    if training:
+        examples = examples.shuffle(SHUFFLE_BUFFER_IMAGES, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        examples = examples.repeat()
+    return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    features = tf.io.parse_single_example(serialized, _FEATURES)
+    return preprocess_image(features[IMAGE_KEY]), features[LABEL_KEY]

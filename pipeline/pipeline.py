@@ -1,0 +1,103 @@
+"""The TFX pipeline: wiring only. Each component's logic lives in components/<name>/ or in TFX itself.
+
+create_pipeline returns a pipeline object and nothing else, so the same definition runs under
+LocalDagRunner with Beam's local runner, or with its Beam work sent to a cluster (config.beam.runner).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfx import v1 as tfx
+
+from components.blob_example_gen.component import BlobExampleGen
+from components.evaluator.eval_config import build_eval_config
+from components.mlflow_pusher.component import MlflowPusher
+from components.validation_gate.component import ValidationGate
+from core.beam import beam_pipeline_args
+from core.config import Config
+
+PIPELINE_NAME = "places365-scenes"
+TRAINER_RUN_FN = "components.trainer.run_fn.run_fn"
+
+
+@dataclass(frozen=True)
+class PipelineInputs:
+    """Facts of this run that the runner resolves before building the pipeline."""
+    # The ingestion manifest's content hash: BlobExampleGen's input fingerprint.
+    content_hash: str
+    # The ingested classes, in label order.
+    class_names: tuple[str, ...]
+    # data_schema/schema.pbtxt with this class list's domain, written for this run.
+    curated_schema_file: str
+    # The current champion's SavedModel folder, downloaded from the registry; None before the first push.
+    champion_model_dir: str | None
+    mlflow_run_id: str
+
+
+def pipeline_root(config: Config) -> Path:
+    return config.state_dir / "pipeline"
+
+
+def metadata_path(config: Config) -> Path:
+    return pipeline_root(config) / "metadata.sqlite"
+
+
+def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
+    example_gen = BlobExampleGen(examples_uri=config.uri(config.data.examples_uri), content_hash=inputs.content_hash)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    inferred_schema = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=inputs.curated_schema_file)
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=curated_schema.outputs["schema"])
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                     schema=curated_schema.outputs["schema"])
+    trainer = tfx.components.Trainer(
+        run_fn=TRAINER_RUN_FN,
+        examples=example_gen.outputs["examples"],
+        schema=validation_gate.outputs["validated_schema"],
+        train_args=tfx.proto.TrainArgs(),
+        eval_args=tfx.proto.EvalArgs(),
+        custom_config={
+            "model": config.training.model,
+            "epochs": config.training.epochs,
+            "batch_size": config.training.batch_size,
+            "learning_rate": config.training.learning_rate,
+            "seed": config.training.seed,
+            "cache_images": config.training.cache_images,
+            "class_names": list(inputs.class_names),
+        })
+    components = [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, validation_gate,
+                  trainer]
+
+    champion = None
+    if inputs.champion_model_dir:
+        champion = tfx.dsl.Importer(source_uri=inputs.champion_model_dir,
+                                    artifact_type=tfx.types.standard_artifacts.Model).with_id("champion_model")
+        components.append(champion)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=champion.outputs["result"] if champion else None,
+        eval_config=build_eval_config(config.evaluation, with_champion=champion is not None))
+    pusher = MlflowPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"],
+        tracking_uri=config.mlflow_uri,
+        model_name=config.mlflow.model_name,
+        mlflow_run_id=inputs.mlflow_run_id,
+        class_names=json.dumps(list(inputs.class_names)),
+        content_hash=inputs.content_hash)
+    components += [evaluator, pusher]
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=str(pipeline_root(config)),
+        components=components,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(metadata_path(config))),
+        enable_cache=True,
+        beam_pipeline_args=beam_pipeline_args(config))

@@ -1,0 +1,229 @@
+"""`./places run`: resolve this run's inputs, run the pipeline with TFX's LocalDagRunner, track it in MLflow.
+
+Components run one after another in this process; their Beam work goes where config.beam.runner says
+(Beam's in-process runner by default, a cluster's job service otherwise). ML Metadata lives in sqlite
+under the state folder, so unchanged inputs reuse cached component outputs and a killed run, run again,
+picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import time
+import typing
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from components.validation_gate.executor import DataValidationFailed
+from core.config import Config
+from core.storage import Storage
+from data_schema import curated_schema, resolve_classes
+from ingestion.manifest import IngestError, read_manifest
+from pipeline.pipeline import PipelineInputs, create_pipeline, metadata_path, pipeline_root
+from pipeline.report import RunRecord, collect, terminal_summary, write_report
+from pipeline.run_outputs import latest_run
+from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
+
+
+class PipelineError(IngestError):
+    """The pipeline cannot start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    record: RunRecord
+    report: Path
+
+    @property
+    def registered(self) -> bool:
+        return self.record.outcome == "registered"
+
+
+def write_curated_schema(config: Config, classes: tuple[str, ...]) -> str:
+    """The curated schema for `classes` as a file whose name changes with its content (so caching sees it)."""
+    from google.protobuf import text_format
+
+    text = text_format.MessageToString(curated_schema(classes))
+    folder = pipeline_root(config) / "curated-schemas" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "schema.pbtxt"
+    if not path.exists():
+        path.with_suffix(".tmp").write_text(text)
+        path.with_suffix(".tmp").replace(path)
+    return str(path)
+
+
+@contextlib.contextmanager
+def exclusive_run(config: Config):
+    """One pipeline run at a time per state folder: two would interleave their ML Metadata."""
+    pipeline_root(config).mkdir(parents=True, exist_ok=True)
+    with open(pipeline_root(config) / ".run.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineError(f"another `./places run` is using {pipeline_root(config)}; wait for it to finish") from None
+        yield
+
+
+class _ComponentProgress(logging.Handler):
+    """Turns TFX's launcher log lines into one line per component: ran, cached, or failed."""
+
+    def __init__(self, echo: typing.Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.echo = echo
+        self.started: dict[str, float] = {}
+        self.cached = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Component ") and message.endswith(" is running."):
+            node = message[len("Component "):-len(" is running.")]
+            self.started[node], self.cached = time.monotonic(), False
+            self.echo(f"  {node} ...")
+        elif message.startswith("A cached execution"):
+            self.cached = True
+        elif message.startswith("Component ") and message.endswith(" is finished."):
+            node = message[len("Component "):-len(" is finished.")]
+            took = time.monotonic() - self.started.get(node, time.monotonic())
+            self.echo(f"  {node} {'cached' if self.cached else f'done in {took:.1f} s'}")
+
+
+@contextlib.contextmanager
+def component_progress(echo: typing.Callable[[str], None]):
+    from absl import logging as absl_logging
+
+    handler = _ComponentProgress(echo)
+    tfx_logger = absl_logging.get_absl_logger()
+    previous_level = tfx_logger.level
+    tfx_logger.addHandler(handler)
+    tfx_logger.setLevel(logging.INFO)
+    # Only our handler should see TFX's INFO lines; the root handler keeps showing warnings and errors.
+    quiet = _AtLeast(logging.WARNING)
+    for root_handler in logging.getLogger().handlers:
+        root_handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        tfx_logger.removeHandler(handler)
+        tfx_logger.setLevel(previous_level)
+        for root_handler in logging.getLogger().handlers:
+            root_handler.removeFilter(quiet)
+
+
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> RunResult:
+    """Run the whole pipeline once; returns what happened and where the report is."""
+    from tfx import v1 as tfx
+
+    with exclusive_run(config):
+        examples_uri = config.uri(config.data.examples_uri)
+        manifest = read_manifest(Storage.from_config(config), examples_uri)
+        configured = resolve_classes(config.data.classes)
+        if tuple(manifest.classes) != configured:
+            raise PipelineError(
+                f"the examples at {examples_uri} were ingested for {len(manifest.classes)} classes "
+                f"({', '.join(manifest.classes[:5])}...), but data.classes names {len(configured)} "
+                f"({', '.join(configured[:5])}...): ingest again with the configured classes, or set data.classes")
+        tracking = Tracking(config)
+        for run_id in tracking.end_abandoned_runs():
+            echo(f"marked MLflow run {run_id} KILLED: the `./places run` that started it is gone")
+        run_id = tracking.start_run(manifest.to_json(), manifest.content_hash)
+        echo(f"MLflow run {run_id}: {tracking.run_url(run_id)}")
+        champion = tracking.champion()
+        inputs = PipelineInputs(
+            content_hash=manifest.content_hash,
+            class_names=tuple(manifest.classes),
+            curated_schema_file=write_curated_schema(config, tuple(manifest.classes)),
+            champion_model_dir=tracking.download_champion(champion) if champion else None,
+            mlflow_run_id=run_id)
+        echo(f"champion: {f'version {champion.version}' if champion else 'none yet (the first blessed model becomes it)'}")
+        started = time.monotonic()
+        stopped_by: DataValidationFailed | None = None
+        try:
+            with component_progress(echo):
+                tfx.orchestration.LocalDagRunner().run(create_pipeline(config, inputs))
+        except DataValidationFailed as failure:
+            stopped_by = failure
+        except KeyboardInterrupt:
+            tracking.finish(run_id, "KILLED")
+            raise
+        except Exception:
+            tracking.finish(run_id, "FAILED")
+            raise
+        tfx_run_id, states, outputs = latest_run(metadata_path(config))
+        record = RunRecord(
+            mlflow_run_id=run_id, run_url=tracking.run_url(run_id),
+            started=datetime.now(timezone.utc).isoformat(timespec="seconds"), outcome="", message="",
+            class_names=list(manifest.classes), component_states=states,
+            settings=_settings(config, manifest, champion, tfx_run_id, time.monotonic() - started))
+        collect(outputs, record)
+        _decide_outcome(record, stopped_by)
+        report = write_report(record, outputs, config.state_dir / "reports" / run_id)
+        _track(tracking, run_id, record, outputs, report.parent, tfx_run_id)
+        tracking.finish(run_id, "FAILED" if stopped_by else "FINISHED")
+        return RunResult(record, report)
+
+
+def _settings(config: Config, manifest, champion, tfx_run_id: str, seconds: float) -> dict[str, str]:
+    from pipeline.tracking import git_commit
+
+    return {"model": config.training.model, "epochs": str(config.training.epochs),
+            "batch size": str(config.training.batch_size), "examples": manifest.data_uri,
+            "content hash": manifest.content_hash[:16], "classes": str(len(manifest.classes)),
+            "accuracy floor": str(config.evaluation.accuracy_floor),
+            "champion before this run": f"version {champion.version}" if champion else "none",
+            "TFX run": tfx_run_id, "git commit": git_commit(), "wall time": f"{seconds:.0f} s"}
+
+
+def _decide_outcome(record: RunRecord, stopped_by: DataValidationFailed | None) -> None:
+    if stopped_by is not None:
+        record.outcome = "stopped by data validation"
+        record.message = str(stopped_by).splitlines()[0]
+    elif record.push and record.push["pushed"]:
+        record.outcome = "registered"
+        record.message = record.push["reason"]
+    else:
+        record.outcome = "not blessed"
+        record.message = record.push["reason"] if record.push else "the model was not pushed"
+
+
+def _track(tracking: Tracking, run_id: str, record: RunRecord, outputs: dict, report_folder: Path,
+           tfx_run_id: str) -> None:
+    """Everything a person wants in the MLflow run: epochs, plots, evaluation, reports, artifact locations."""
+    if record.history:
+        tracking.log_epochs(run_id, record.history)
+    if record.evaluation:
+        candidate = record.evaluation.candidate
+        metrics = {"eval_accuracy": candidate.accuracy, "eval_examples": candidate.examples}
+        metrics.update({f"eval_accuracy_{name.replace('/', '_')}": value
+                        for name, value in candidate.accuracy_by_class.items()})
+        if record.evaluation.champion:
+            metrics["champion_eval_accuracy"] = record.evaluation.champion.accuracy
+        tracking.log_metrics(run_id, metrics)
+    model_run = outputs.get("Trainer", {}).get("model_run")
+    if model_run:
+        tracking.log_files(run_id, sorted(Path(model_run).glob("*.png")), "plots")
+        tracking.log_files(run_id, [Path(model_run) / "history.json"], "training")
+    tracking.log_folder(run_id, report_folder, "report")
+    for node, artifacts in outputs.items():
+        for key in ("anomalies", "evaluation", "statistics"):
+            if key in artifacts:
+                tracking.log_folder(run_id, Path(artifacts[key]), f"tfx/{node}/{key}")
+    tracking.set_tags(run_id, {"outcome": record.outcome, "outcome_message": record.message[:4000],
+                               "tfx_run_id": tfx_run_id, "settings": json.dumps(record.settings),
+                               "component_states": json.dumps(record.component_states),
+                               **{f"{ARTIFACT_TAG_PREFIX}{node}.{key}": uri
+                                  for node, artifacts in outputs.items() for key, uri in artifacts.items()}})

@@ -1,0 +1,157 @@
+"""MLflow tracking of pipeline runs: one MLflow run per pipeline run, and the champion in the registry.
+
+The runner talks to MLflow through MlflowClient only, never the fluent `mlflow.start_run` stack, so
+components (the Pusher) can log into the same run from inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import shutil
+import subprocess
+from pathlib import Path
+
+from core.config import PROJECT_ROOT, Config
+
+PID_TAG = "places.pid"
+HOST_TAG = "places.host"
+# Tags that let `./places inspect RUN` find the TFX artifacts of a run: tfx.<node>.<output> = local URI.
+ARTIFACT_TAG_PREFIX = "tfx."
+CHAMPION_ALIAS = "champion"
+
+
+def git_commit() -> str:
+    """HEAD of the project checkout, with "-dirty" when files differ from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return f"{commit}-dirty" if dirty else commit
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return flat
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class Tracking:
+    def __init__(self, config: Config):
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(config.mlflow_uri)
+        self.config = config
+        self.client = MlflowClient(config.mlflow_uri)
+        experiment = self.client.get_experiment_by_name(config.mlflow.experiment)
+        self.experiment_id = (experiment.experiment_id if experiment
+                              else self.client.create_experiment(config.mlflow.experiment))
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.config.mlflow_uri}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+    def end_abandoned_runs(self) -> list[str]:
+        """Mark KILLED the runs a killed `./places run` on this machine left RUNNING."""
+        ended = []
+        for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get(HOST_TAG) == socket.gethostname() and not _alive(int(tags.get(PID_TAG, "0") or 0)):
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                ended.append(run.info.run_id)
+        return ended
+
+    def start_run(self, manifest_json: str, content_hash: str) -> str:
+        run = self.client.create_run(self.experiment_id, tags={
+            "git_commit": git_commit(), "content_hash": content_hash, PID_TAG: str(os.getpid()),
+            HOST_TAG: socket.gethostname(), "mlflow.source.name": "./places run"})
+        run_id = run.info.run_id
+        for key, value in _flatten(self.config.to_dict()).items():
+            self.client.log_param(run_id, key, value)
+        self.log_text(run_id, manifest_json, "data/manifest.json")
+        self.log_text(run_id, json.dumps(self.config.to_dict(), indent=2), "config.json")
+        return run_id
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_files(self, run_id: str, paths: list[Path], artifact_dir: str) -> None:
+        for path in paths:
+            if path.exists():
+                self.client.log_artifact(run_id, str(path), artifact_dir)
+
+    def log_folder(self, run_id: str, folder: Path, artifact_dir: str) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_dir)
+
+    def log_epochs(self, run_id: str, history: list[dict]) -> None:
+        """Per-epoch training metrics, one MLflow step per epoch."""
+        from mlflow.entities import Metric
+
+        metrics = [Metric(name, float(value), 0, epoch)
+                   for epoch, row in enumerate(history, start=1)
+                   for name, value in row.items() if isinstance(value, (int, float)) and name != "epoch"]
+        for start in range(0, len(metrics), 500):
+            self.client.log_batch(run_id, metrics=metrics[start:start + 500])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        self.client.log_batch(run_id, metrics=[Metric(name, float(value), 0, 0) for name, value in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def champion(self):
+        """The registry's champion model version, or None before the first push."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(self.config.mlflow.model_name, CHAMPION_ALIAS)
+        except MlflowException:
+            return None
+
+    def download_champion(self, version) -> str:
+        """The champion's model folder (holding Format-Serving/), downloaded once into the state folder."""
+        import mlflow.artifacts
+
+        target = self.config.state_dir / "champions" / f"{version.name}-v{version.version}"
+        if not (target / "artifacts" / "Format-Serving" / "saved_model.pb").exists():
+            # Download beside the target, then rename: a broken download never looks like a model.
+            staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(staging))
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+        return str(target / "artifacts")
+
+    def run(self, run_id: str | None):
+        """An MLflow run by id, or this experiment's newest when `run_id` is None."""
+        if run_id:
+            return self.client.get_run(run_id)
+        runs = self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            raise LookupError(f"experiment '{self.config.mlflow.experiment}' has no runs yet: run `./places run`")
+        return runs[0]
