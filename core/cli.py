@@ -129,8 +129,9 @@ def sample_data(ctx, out_dir, per_class, classes, layout, seed) -> None:
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("target")
 @click.option("--workers", type=int, default=8, show_default=True, help="Parallel uploads.")
+@click.option("--mirror", is_flag=True, help="Also delete blobs under TARGET that SOURCE does not have.")
 @click.pass_context
-def upload(ctx, source: Path, target: str, workers: int) -> None:
+def upload(ctx, source: Path, target: str, workers: int, mirror: bool) -> None:
     """Upload the folder SOURCE to blob storage at TARGET (azfs://account/container/path).
 
     Blobs already there with the same size and MD5 are skipped, so a broken upload can simply be rerun.
@@ -140,9 +141,10 @@ def upload(ctx, source: Path, target: str, workers: int) -> None:
     config = config_of(ctx)
     if storage_module.is_blob_uri(target):
         _ensure_storage(config)
-    summary = upload_folder(storage_module.Storage.from_config(config), source, target, workers)
+    summary = upload_folder(storage_module.Storage.from_config(config), source, target, workers, mirror)
+    deleted = f", deleted {summary.deleted} not in {source}" if mirror else ""
     click.echo(f"uploaded {summary.uploaded} files ({summary.bytes_uploaded / 1e6:.1f} MB), "
-               f"skipped {summary.skipped} already there, to {target} in {summary.seconds:.1f} s")
+               f"skipped {summary.skipped} already there{deleted}, to {target} in {summary.seconds:.1f} s")
 
 
 @main.command()
@@ -285,24 +287,42 @@ def batch_predict(ctx, input_uri: str, output_uri: str, output_format: str, refe
 
 # --- whole flows ------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--per-class", type=int, default=None, help="Sample images per class [default: data.sample_images_per_class].")
+@click.option("--per-class", type=int, default=None,
+              help="Sample images per class [default: data.sample_images_per_class].")
+@click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
+@click.option("--model", type=click.Choice(["better_cnn", "seed_cnn"]), default=None,
+              help="Network to train [default: training.model].")
 @click.pass_context
-def demo(ctx, per_class: int | None) -> None:
-    """Run everything on embedded defaults: services, sample data, upload, ingestion."""
-    config = config_of(ctx)
+def demo(ctx, per_class: int | None, epochs: int | None, model: str | None) -> None:
+    """Everything on embedded defaults: start the services, generate sample data, upload it to blob storage,
+    ingest it, run the pipeline to a registered champion, and tell where the reports are.
+    """
+    from pipeline.report import terminal_summary
+    from pipeline.runner import run_pipeline
+
+    config = with_flags(config_of(ctx), {"training.epochs": epochs, "training.model": model})
     per_class = per_class or config.data.sample_images_per_class
     step = _steps()
     step("start services")
-    _ensure_storage(config)
-    sample_dir = config.state_dir / "sample-data" / f"{config.data.layout}-{per_class}-seed{config.data.sample_seed}"
+    _ensure_services(config)
+    sample_dir = config.state_dir / "sample-data" / f"{config.data.layout}-seed{config.data.sample_seed}"
     step(f"generate sample data ({per_class} images per class) in {sample_dir}")
     ctx.invoke(sample_data, out_dir=sample_dir, per_class=per_class, classes=None, layout=config.data.layout, seed=None)
     raw_uri = config.uri(config.data.raw_images_uri)
     step(f"upload to {raw_uri}")
-    ctx.invoke(upload, source=sample_dir, target=raw_uri, workers=8)
+    ctx.invoke(upload, source=sample_dir, target=raw_uri, workers=8, mirror=True)
     step(f"ingest into TFRecords at {config.uri(config.data.examples_uri)}")
     ctx.invoke(ingest, input_uri=raw_uri, output_uri=None, layout=config.data.layout, classes=None, runner=None)
-    click.echo("\ndemo finished.")
+    step(f"run the pipeline ({config.training.model}, {config.training.epochs} epochs)")
+    result = run_pipeline(config, echo=click.echo)
+    click.echo("\n" + terminal_summary(result.record))
+    if result.record.outcome != "registered":
+        raise UserError(f"the demo's model was not registered ({result.record.message}); report: {result.report}")
+    step("where to look")
+    click.echo(f"report:            {result.report}\n"
+               f"MLflow run:        {result.record.run_url}\n"
+               f"MLflow registry:   {config.mlflow_uri}/#/models/{config.mlflow.model_name}\n"
+               f"services:          ./places services status  (stop them with ./places services down)")
 
 
 def _steps():

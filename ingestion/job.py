@@ -18,17 +18,12 @@ shard in one place (the local runner holds that group in memory).
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime
 import hashlib
 import json
-import logging
 import os
-import re
 import shutil
 import tempfile
-import threading
-import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,19 +31,17 @@ from pathlib import Path
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 import data_schema
-from core.beam import beam_pipeline_args, runs_locally
+from core import jobs
+from core.beam import beam_pipeline_args
 from core.config import Config
-from core.console import progress
-from core.storage import NotFound, Storage, StorageAuthError, StorageError, StorageUnreachable, canonical, join
+from core.jobs import LOCAL_PROGRESS
+from core.storage import NotFound, Storage, canonical, join
 from ingestion import images, layouts
 from ingestion.manifest import MANIFEST_FILE, SPLITS, IngestError, Manifest, split_folder
-
-_LOGGER = logging.getLogger(__name__)
 
 TALLY_FILE = "tally.json"
 # In a data folder, written after its shards: a data folder without it is what an interrupted commit left.
@@ -75,17 +68,13 @@ def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto"
     layout = layouts.detect_layout(storage, input_uri) if layout == "auto" else layout
     tasks = layouts.listing_tasks(storage, input_uri, layout)
     storage.ensure_container(output_uri)
-    job_id = uuid.uuid4().hex[:12]
-    staging_uri = join(output_uri, f".staging-{job_id}")
-    try:
-        with _local_progress_bar(config, job_id):
-            _run_job(config, tasks, classes, staging_uri, job_id, output_uri)
-        tally = Tally.from_json(storage.read_text(join(staging_uri, TALLY_FILE)))
+    with jobs.staged(storage, output_uri) as staging:
+        with jobs.local_progress_bar(config, staging.job_id, "ingest", "image"):
+            _run_job(config, tasks, classes, staging.uri, staging.job_id, output_uri)
+        tally = Tally.from_json(storage.read_text(join(staging.uri, TALLY_FILE)))
         if not tally.accepted:
             raise _nothing_ingested(tally, classes, input_uri, layout)
-        return _commit(storage, config, tally, classes, input_uri, output_uri, layout)
-    finally:
-        _discard(storage, staging_uri)
+        return _commit(storage, config, tally, classes, input_uri, output_uri, layout, staging.uri)
 
 
 def split_of(relative_path: str, eval_percent: int) -> str:
@@ -144,57 +133,6 @@ def content_hash(classes: tuple[str, ...], tally: Tally) -> str:
     content = {"schema_version": data_schema.SCHEMA_VERSION, "classes": list(classes),
                "images": sum(tally.accepted.values()), "records": f"{tally.digest_sum:064x}"}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-class _LocalProgress:
-    """Images listed and processed by this process's local-runner jobs, by job, shown as a progress bar.
-
-    The local runner runs the DoFns in this process, so they report here directly. On a remote worker no job
-    is registered and reports go nowhere; the Beam counters count there.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._bars: dict[str, typing.Any] = {}
-        self._processed: collections.Counter = collections.Counter()
-
-    @contextlib.contextmanager
-    def showing(self, job_id: str):
-        with progress(desc="ingest", unit="image") as bar:
-            with self._lock:
-                self._bars[job_id] = bar
-            try:
-                yield
-            finally:
-                with self._lock:
-                    del self._bars[job_id]
-                    del self._processed[job_id]
-
-    def listed(self, job_id: str, count: int) -> None:
-        with self._lock:
-            bar = self._bars.get(job_id)
-            if bar is not None:
-                bar.total = (bar.total or 0) + count
-                bar.refresh()
-
-    def processed(self, job_id: str) -> None:
-        with self._lock:
-            bar = self._bars.get(job_id)
-            if bar is not None:
-                self._processed[job_id] += 1
-                bar.update(1)
-
-    def images_processed(self) -> int:
-        """Images processed so far by the local jobs running now."""
-        with self._lock:
-            return sum(self._processed.values())
-
-
-LOCAL_PROGRESS = _LocalProgress()
-
-
-def _local_progress_bar(config: Config, job_id: str) -> typing.ContextManager:
-    return LOCAL_PROGRESS.showing(job_id) if runs_locally(config) else contextlib.nullcontext()
 
 
 class _ListImages(beam.DoFn):
@@ -334,28 +272,6 @@ def _example(image: images.TrainingImage, category: int, listed: layouts.ListedF
     })).SerializeToString()
 
 
-class _SumTallies(beam.CombineFn):
-    def create_accumulator(self) -> Tally:
-        return Tally()
-
-    def add_input(self, total: Tally, tally: Tally) -> Tally:
-        return total.merge(tally)
-
-    def merge_accumulators(self, totals: typing.Iterable[Tally]) -> Tally:
-        totals = iter(totals)
-        merged = next(totals)
-        for total in totals:
-            merged.merge(total)
-        return merged
-
-    def extract_output(self, total: Tally) -> Tally:
-        return total
-
-
-def _write_tally(tally: Tally, config: Config, uri: str) -> None:
-    Storage.from_config(config).write_text(uri, tally.to_json())
-
-
 def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[str, ...], staging_uri: str,
              job_id: str, output_uri: str) -> None:
     pipeline = beam.Pipeline(options=PipelineOptions(beam_pipeline_args(config)))
@@ -367,49 +283,9 @@ def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[st
                | "Convert and write" >> beam.ParDo(_WriteExamples(config, classes, staging_uri, job_id)))
     _ = ((listed[_OUTCOMES], written)
          | "All outcomes" >> beam.Flatten()
-         | "Sum" >> beam.CombineGlobally(_SumTallies())
-         | "Write tally" >> beam.Map(_write_tally, config, join(staging_uri, TALLY_FILE)))
-    try:
-        with _worker_errors_unlogged(config):
-            state = pipeline.run().wait_until_finish()
-    except Exception as error:
-        failure = _storage_failure(error, output_uri)
-        if failure is None:
-            raise
-        raise failure from None
-    if state != PipelineState.DONE:
-        raise IngestError(f"the Beam job ended {state}; nothing was written to {output_uri}")
-
-
-@contextlib.contextmanager
-def _worker_errors_unlogged(config: Config):
-    """The local runner raises a worker's error here, traceback included; its loggers would print it twice more."""
-    loggers = [logging.getLogger(name) for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")]
-    levels = [logger.level for logger in loggers]
-    if runs_locally(config):
-        for logger in loggers:
-            logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-def _storage_failure(error: Exception, output_uri: str) -> IngestError | None:
-    """The IngestError for a job that failed because blob storage did; None for any other failure.
-
-    Runners hand back a worker's exception as text (the local runner too), so it is found by its name.
-    """
-    for kind in (StorageUnreachable, StorageAuthError):
-        match = re.search(rf"\b{kind.__name__}: (.+?)(?: \[while running [^\]]*\])?$", str(error), re.MULTILINE)
-        if match is None:
-            continue
-        if kind is StorageUnreachable:
-            return IngestError(f"blob storage stopped answering during the ingest job ({match.group(1)}). "
-                               f"Nothing was written to {output_uri}; rerun when it is back")
-        return IngestError(match.group(1))
-    return None
+         | "Sum" >> beam.CombineGlobally(jobs.MergeAll(Tally))
+         | "Write tally" >> beam.Map(jobs.save_outcome, config, join(staging_uri, TALLY_FILE)))
+    jobs.run(config, pipeline, job="ingest", output_uri=output_uri, error=IngestError)
 
 
 def _nothing_ingested(tally: Tally, classes: tuple[str, ...], input_uri: str, layout: str) -> IngestError:
@@ -441,7 +317,7 @@ def _warnings(tally: Tally, config: Config, classes: tuple[str, ...], input_uri:
 
 
 def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, ...], input_uri: str,
-            output_uri: str, layout: str) -> Manifest:
+            output_uri: str, layout: str, staging_uri: str) -> Manifest:
     digest = content_hash(classes, tally)
     data_folder = f"data-{digest[:16]}"
     data_uri = join(output_uri, data_folder)
@@ -449,7 +325,7 @@ def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, 
     if storage.exists(shard_list_uri):
         shards = json.loads(storage.read_text(shard_list_uri))  # the same content, committed before: keep it
     else:
-        shards = _publish_shards(storage, tally.shards, data_uri)
+        shards = _publish_shards(storage, tally.shards, data_uri, staging_uri)
     manifest = Manifest(
         schema_version=data_schema.SCHEMA_VERSION,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -464,27 +340,16 @@ def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, 
     return manifest
 
 
-def _publish_shards(storage: Storage, staged: list[tuple[str, str]], data_uri: str) -> list[str]:
-    """Copy the staged shards to their names in the data folder, then write its shard list."""
-    try:
-        storage.delete_prefix(data_uri)  # what an interrupted commit left, if anything
-        names = []
-        for split in SPLITS:
-            sources = sorted(uri for shard_split, uri in staged if shard_split == split)
-            for index, source in enumerate(sources):
-                name = f"{split_folder(split)}/data-{index:05d}-of-{len(sources):05d}.tfrecord.gz"
-                storage.copy(source, join(data_uri, name))
-                names.append(name)
-        storage.write_text(join(data_uri, SHARDS_FILE), json.dumps(names))
-        return names
-    except BaseException:
-        _discard(storage, data_uri)
-        raise
+def _publish_shards(storage: Storage, staged: list[tuple[str, str]], data_uri: str, staging_uri: str) -> list[str]:
+    """Copy the staged shards to their names in the data folder, then its shard list."""
+    copies = []
+    for split in SPLITS:
+        sources = sorted(uri for shard_split, uri in staged if shard_split == split)
+        copies += [(source, f"{split_folder(split)}/data-{index:05d}-of-{len(sources):05d}.tfrecord.gz")
+                   for index, source in enumerate(sources)]
+    names = [name for _, name in copies]
+    shard_list_uri = join(staging_uri, SHARDS_FILE)
+    storage.write_text(shard_list_uri, json.dumps(names))
+    jobs.publish(storage, [*copies, (shard_list_uri, SHARDS_FILE)], data_uri)
+    return names
 
-
-def _discard(storage: Storage, uri: str) -> None:
-    try:
-        storage.delete_prefix(uri)
-    except StorageError as error:
-        _LOGGER.warning("could not delete %s, which this ingestion wrote and no manifest names; delete it by hand "
-                        "(%s)", uri, error)

@@ -19,6 +19,8 @@ class UploadSummary:
     skipped: int
     bytes_uploaded: int
     seconds: float
+    # Blobs under the target that the source no longer has, removed by a mirroring upload.
+    deleted: int = 0
 
 
 def _md5(path: Path) -> bytes:
@@ -29,10 +31,12 @@ def _md5(path: Path) -> bytes:
     return digest.digest()
 
 
-def upload(storage: Storage, source_dir: Path, target_uri: str, workers: int = 8) -> UploadSummary:
+def upload(storage: Storage, source_dir: Path, target_uri: str, workers: int = 8, mirror: bool = False) -> UploadSummary:
     """Upload every file under `source_dir` to `target_uri`/<relative path>.
 
     A blob that already exists with the same size and MD5 is skipped, so an interrupted upload resumes.
+    With `mirror`, blobs under `target_uri` that `source_dir` does not have are deleted afterwards, so the
+    target ends up holding exactly the source.
     """
     started = time.monotonic()
     source_dir = Path(source_dir)
@@ -48,8 +52,11 @@ def upload(storage: Storage, source_dir: Path, target_uri: str, workers: int = 8
     except NotFound:
         existing = {}
 
+    def target_of(path: Path) -> str:
+        return storage_module.join(target_uri, path.relative_to(source_dir).as_posix())
+
     def upload_one(path: Path) -> int:
-        uri = storage_module.join(target_uri, path.relative_to(source_dir).as_posix())
+        uri = target_of(path)
         size = path.stat().st_size
         md5 = _md5(path)
         there = existing.get(uri)
@@ -68,4 +75,9 @@ def upload(storage: Storage, source_dir: Path, target_uri: str, workers: int = 8
                 uploaded += 1
                 total_bytes += result
             bar.update(1)
-    return UploadSummary(uploaded, skipped, total_bytes, time.monotonic() - started)
+    deleted = 0
+    if mirror:
+        for uri in sorted(set(existing) - {target_of(path) for path in files}):
+            storage.delete(uri)
+            deleted += 1
+    return UploadSummary(uploaded, skipped, total_bytes, time.monotonic() - started, deleted)

@@ -36,3 +36,17 @@ def test_upload_creates_a_missing_container(storage, tmp_path):
     target = "azfs://devstoreaccount1/fresh-container/raw"
     assert upload(storage, source, target).uploaded == 12
     assert storage.exists(join(target, "class0/image0.jpg"))
+
+
+def test_a_mirroring_upload_removes_what_the_source_no_longer_has(storage, container, tmp_path):
+    source = make_folder(tmp_path / "images")
+    target = join(container, "raw")
+    upload(storage, source, target)
+    (source / "class0" / "image0.jpg").unlink()
+
+    kept = upload(storage, source, target)
+    assert kept.deleted == 0 and storage.exists(join(target, "class0/image0.jpg"))
+    mirrored = upload(storage, source, target, mirror=True)
+    assert (mirrored.deleted, mirrored.skipped) == (1, 11)
+    assert not storage.exists(join(target, "class0/image0.jpg"))
+    assert len(list(storage.list(target))) == 11

@@ -24,6 +24,9 @@ def BlobExampleGen(examples: tfx.dsl.components.OutputArtifact[Examples],
     """
     manifest = import_examples(Storage(), examples_uri, content_hash, examples.uri)
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    # What TFX's own ExampleGens record, so readers need not guess the format.
+    examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+    examples.set_string_custom_property("file_format", "tfrecords_gzip")
     examples.set_string_custom_property("content_hash", manifest.content_hash)
     examples.set_string_custom_property("source_uri", manifest.data_uri)
     examples.set_string_custom_property("classes", json.dumps(manifest.classes))

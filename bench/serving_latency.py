@@ -1,0 +1,286 @@
+"""Serving latency and batch-prediction throughput, measured in one run; prints one JSON object.
+
+    PYTHONPATH=. .venv/bin/python bench/serving_latency.py                           # 200 requests a client
+    PYTHONPATH=. .venv/bin/python bench/serving_latency.py --requests 50 --images 100   # a quick look
+
+Runs its own Azurite and MLflow server (temporary state folder, free ports) and registers the seed CNN as the
+champion the way the Pusher does (untrained: speed does not depend on the weights). Then:
+
+1. Latency of one tutorial-format request (1 x 128 x 128 x 3 floats as JSON, about 1 MB), p50 / p99 and
+   requests/s with 1 and with 4 clients (each on its own keep-alive connection, the body serialized once):
+     in_process    the body decoded as the server decodes it (orjson, np.asarray) and the SavedModel's
+                   serving_default signature called, in this process: the floor for any server
+     places_serve  `./places serve` (serving/server.py), in its own process
+     mlflow_serve  `mlflow models serve --env-manager local` on the same registered version, in its own process
+   The issue asks places_serve's p50 with 1 client to be within 5 ms of in_process's.
+2. Batch prediction images/s over --images JPEGs in Azurite: serving.batch (Beam, RunInference) against an
+   in-process loop of SceneModel.predict_images over the same images, serving.batch_size at a time, with the
+   images already in memory and read from Azurite one by one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import typing
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from core import services
+from core.config import PROJECT_ROOT, Config, apply
+from core.storage import CONNECTION_STRING_ENV, Storage, emulator_connection_string, join
+from tests.champion import cli_environment, register_champion
+from tests.fixtures import free_port
+
+MODEL_NAME = "bench-seed-cnn"
+WARMUP_REQUESTS = 3
+SERVER_START_S = 300
+
+
+def summarise(durations: list[float], seconds: float, clients: int) -> dict:
+    milliseconds = np.array(durations) * 1e3
+    return {"clients": clients, "requests": len(durations), "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
+            "p99_ms": round(float(np.percentile(milliseconds, 99)), 1),
+            "requests_per_s": round(len(durations) / seconds, 1)}
+
+
+def load_test(new_clients: dict[str, typing.Callable[[], typing.Callable[[], None]]], clients: int, requests: int,
+              rounds: int) -> dict[str, dict]:
+    """Each target in turn, `rounds` times, `requests` / `rounds` calls per client thread each time: the other
+    engineers' jobs on this machine come and go, and taking turns spreads them over every target alike."""
+    measured = {name: ([], 0.0) for name in new_clients}
+    for _ in range(rounds):
+        for name, new_client in new_clients.items():
+            durations, seconds = measured[name]
+            round_seconds = one_load(new_client, clients, max(1, requests // rounds), durations)
+            measured[name] = durations, seconds + round_seconds
+    return {name: summarise(durations, seconds, clients) for name, (durations, seconds) in measured.items()}
+
+
+def one_load(new_client: typing.Callable[[], typing.Callable[[], None]], clients: int, requests: int,
+             durations: list[float]) -> float:
+    """`clients` threads, each calling its own client `requests` times after a warm-up, adding each call's seconds
+    to `durations`; returns the seconds from the first call to the last."""
+    ready = threading.Barrier(clients + 1)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call = new_client()
+            for _ in range(WARMUP_REQUESTS):
+                call()
+        except BaseException as error:
+            failures.append(error)
+        ready.wait()
+        if failures:
+            return
+        for _ in range(requests):
+            started = time.perf_counter()
+            call()
+            durations.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"a client failed: {failures[0]!r}")
+    return time.perf_counter() - started
+
+
+def http_client(port: int, body: bytes) -> typing.Callable[[], typing.Callable[[], None]]:
+    def new_client() -> typing.Callable[[], None]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def call() -> None:
+            connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+            if response.status != 200 or b"predictions" not in answer:
+                raise RuntimeError(f"port {port} answered {response.status}: {answer[:300]!r}")
+
+        return call
+
+    return new_client
+
+
+def in_process_client(saved_model_dir: str, body: bytes) -> typing.Callable[[], typing.Callable[[], None]]:
+    import orjson
+    import tensorflow as tf
+
+    predict_pixels = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+
+    def call() -> None:
+        pixels = np.asarray(orjson.loads(body)["inputs"], dtype=np.float32)
+        predict_pixels(pixels=tf.constant(pixels))["probabilities"].numpy()
+
+    return lambda: call
+
+
+def start_server(command: list[str], environment: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as output:
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **environment}, stdout=output,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_until_answering(process: subprocess.Popen, port: int, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server on port {port} exited while starting; the end of {log}:\n"
+                             f"{log.read_text()[-3000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"the server on port {port} did not answer within {SERVER_START_S} s; see {log}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGINT, then SIGKILL, to the server's process group (MLflow's server runs uvicorn as a child)."""
+    for stop_signal, wait_s in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, stop_signal)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def measure_latency(config: Config, model, requests: int, rounds: int, scratch: Path) -> dict:
+    from tfx.utils.path_constants import SERVING_MODEL_DIR
+
+    from pipeline.tracking import Tracking
+    from serving.model import find_version
+
+    pixels = np.random.default_rng(0).random((1, 128, 128, 3)).astype(np.float32)
+    body = json.dumps({"inputs": pixels.tolist()}).encode()
+    places_port, mlflow_port = free_port(), free_port()
+    servers = {
+        "places_serve": (start_server([sys.executable, "-m", "core.cli", "serve", "--port", str(places_port)],
+                                      {**cli_environment(config), "PYTHONPATH": str(PROJECT_ROOT)},
+                                      scratch / "places-serve.log"), places_port),
+        "mlflow_serve": (start_server([sys.executable, "-m", "mlflow", "models", "serve", "-m",
+                                       f"models:/{model.reference}", "--env-manager", "local", "--host", "127.0.0.1",
+                                       "-p", str(mlflow_port)],
+                                      # It starts `uvicorn` by name, from the PATH: this environment's.
+                                      {"MLFLOW_TRACKING_URI": config.mlflow_uri,
+                                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                                      scratch / "mlflow-serve.log"), mlflow_port),
+    }
+    try:
+        for name, (process, port) in servers.items():
+            wait_until_answering(process, port, scratch / f"{name.replace('_', '-')}.log")
+        saved_model_dir = join(Tracking(config).download_champion(find_version(config)), SERVING_MODEL_DIR)
+        clients = {"in_process": in_process_client(saved_model_dir, body),
+                   **{name: http_client(port, body) for name, (_, port) in servers.items()}}
+        results: dict[str, list] = {name: [] for name in clients}
+        for client_count, per_client in ((1, requests), (4, requests // 4)):
+            for name, result in load_test(clients, client_count, per_client, rounds).items():
+                results[name].append(result)
+                print(f"latency {name}: {result}", file=sys.stderr, flush=True)
+    finally:
+        for process, _ in servers.values():
+            stop_server(process)
+    margin = results["places_serve"][0]["p50_ms"] - results["in_process"][0]["p50_ms"]
+    return {"request_bytes": len(body), "results": results, "places_serve_p50_over_in_process_ms": round(margin, 1),
+            "within_5_ms": margin <= 5}
+
+
+def jpeg_images(count: int) -> list[bytes]:
+    """Smooth 256 x 256 scenes, as Places365's small images are: a gradient between two random colours."""
+    from PIL import Image
+
+    random = np.random.default_rng(1)
+    fade = np.linspace(0, 1, 256)[:, None, None] * np.ones((1, 256, 1))
+    images = []
+    for colours in random.random((count, 2, 3)):
+        buffer = io.BytesIO()
+        Image.fromarray(((fade * colours[0] + (1 - fade) * colours[1]) * 255).astype(np.uint8)).save(buffer, "JPEG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def measure_batch(config: Config, model, count: int) -> dict:
+    from serving.batch import batch_predict
+
+    storage = Storage.from_config(config)
+    images = jpeg_images(count)
+    input_uri, output_uri = "azfs://devstoreaccount1/bench/images", "azfs://devstoreaccount1/bench/predictions"
+    uris = [join(input_uri, f"{index // 100:03d}/{index:06d}.jpg") for index in range(count)]
+    storage.ensure_container(input_uri)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(storage.write_bytes, uris, images))
+    batch_size = config.serving.batch_size
+
+    def predict_all(read: typing.Callable[[int], bytes]) -> float:
+        started = time.perf_counter()
+        for start in range(0, count, batch_size):
+            model.predict_images([read(index) for index in range(start, min(start + batch_size, count))])
+        return count / (time.perf_counter() - started)
+
+    in_memory = predict_all(lambda index: images[index])
+    reading_azurite = predict_all(lambda index: storage.read_bytes(uris[index]))
+    started = time.perf_counter()
+    summary = batch_predict(config, input_uri, output_uri)
+    seconds = time.perf_counter() - started
+    return {"images": count, "batch_size": batch_size,
+            "batch_predict_images_per_s": round(summary.predicted / seconds, 1), "batch_predict_seconds": round(seconds, 1), "batch_predict_predicted": summary.predicted,
+            "in_process_in_memory_images_per_s": round(in_memory, 1),
+            "in_process_reading_azurite_images_per_s": round(reading_azurite, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200,
+                        help="requests for 1 client; 4 clients send a quarter each")
+    parser.add_argument("--rounds", type=int, default=5, help="turns each target gets, its requests split among them")
+    parser.add_argument("--images", type=int, default=500, help="images for the batch-prediction comparison")
+    arguments = parser.parse_args()
+
+    from components.trainer.model import build_model
+    from serving.model import load
+
+    with tempfile.TemporaryDirectory(prefix="places-bench-") as scratch:
+        config = apply(Config(), {"state_dir": str(Path(scratch) / "state"), "storage.emulator_port": str(free_port()),
+                                  "mlflow.port": str(free_port())})
+        services.up(config, report=lambda line: print(line, file=sys.stderr))
+        try:
+            os.environ[CONNECTION_STRING_ENV] = emulator_connection_string(config)
+            with contextlib.redirect_stdout(sys.stderr):  # MLflow prints links to runs; stdout is for the result
+                config = register_champion(config, Path(scratch) / "model", MODEL_NAME,
+                                           build_model("seed_cnn", 10, 1e-3))
+                model = load(config)
+                result = {"model": f"seed_cnn as {model.reference}", "cpu_cores": os.cpu_count(),
+                          "latency": measure_latency(config, model, arguments.requests, arguments.rounds,
+                                                     Path(scratch)),
+                          "batch": measure_batch(config, model, arguments.images)}
+            print(json.dumps(result, indent=2))
+        finally:
+            services.down(config, report=lambda line: print(line, file=sys.stderr))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The one place for input checks: the HTTP endpoint, `./places predict` and batch prediction all pass what they
+get through these before the model sees it, so the same mistake gets the same message everywhere.
+
+The model would take a wrong input without complaint: NaN pixels give NaN probabilities, 0-255 pixels give
+confident nonsense, and a decode error in one image of a batch fails the whole batch without saying which.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from core.cli import UserError
+from data_schema import CHANNELS, IMAGE_SIZE
+
+PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+_SHAPE_TEXT = f"[N, {IMAGE_SIZE}, {IMAGE_SIZE}, {CHANNELS}]"
+_PIXELS_HINT = (f"send N images as {_SHAPE_TEXT} RGB pixels scaled to [0, 1], as the tutorial's preprocess_image "
+                "makes them")
+# The signatures that start each accepted encoding; TensorFlow's decoder would also take GIF and BMP, which
+# ingestion converts but the endpoint does not promise.
+IMAGE_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+
+# The pixel limit is checked here, from the image header; Pillow need not warn about the same images.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+class InvalidInput(UserError):
+    """An input the model cannot answer; the message names it and says what to send instead."""
+
+
+def pixels(inputs, name: str = "inputs") -> np.ndarray:
+    """`inputs` (nested lists, as JSON gives them, or an array) as float32 [N, 128, 128, 3] in [0, 1]."""
+    try:
+        # No dtype given: numpy then says whether the lists hold numbers, strings or a mix.
+        array = np.asarray(inputs)
+    except ValueError:
+        raise InvalidInput(f"{name} is ragged: its lists are not all of one length; {_PIXELS_HINT}") from None
+    if array.dtype.kind in "US":
+        raise InvalidInput(f"{name} holds strings; {_PIXELS_HINT}")
+    if array.dtype.kind == "b":
+        raise InvalidInput(f"{name} holds true/false values; {_PIXELS_HINT}")
+    if array.dtype.kind not in "iuf":
+        raise InvalidInput(f"{name} holds something other than numbers (null, an object, or lists beside "
+                           f"numbers); {_PIXELS_HINT}")
+    if array.size == 0:
+        raise InvalidInput(f"{name} is empty: send at least one image, {_SHAPE_TEXT}")
+    if array.shape == PIXELS_SHAPE:
+        raise InvalidInput(f"{name} is one image without the batch dimension, shape {list(array.shape)}: "
+                           f"wrap it in a list, [image], to send shape [1, {IMAGE_SIZE}, {IMAGE_SIZE}, {CHANNELS}]")
+    if array.ndim != 4 or array.shape[1:] != PIXELS_SHAPE:
+        raise InvalidInput(f"{name} has shape {list(array.shape)}, but the model takes {_SHAPE_TEXT}: resize each "
+                           f"image to {IMAGE_SIZE} x {IMAGE_SIZE} RGB")
+    with np.errstate(over="ignore"):  # numbers beyond float32 become infinity, refused just below
+        array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"{name} holds NaN or infinite values (at {_first(~np.isfinite(array))}): send finite "
+                           "pixel values in [0, 1]")
+    if array.min() < 0:
+        raise InvalidInput(f"{name} holds negative values, down to {array.min():g} (at {_first(array < 0)}): "
+                           "pixels must be in [0, 1]")
+    if array.max() > 1:
+        raise InvalidInput(f"{name} holds values up to {array.max():g} (at {_first(array > 1)}), but pixels must "
+                           "be in [0, 1]: these look like unscaled 0-255 pixels, so divide them by 255")
+    return array
+
+
+def check_image(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse `data` unless it starts as a JPEG or PNG whose header is readable and has at most `max_pixels`.
+
+    Only the header is read: the pixels are decoded by the model's own graph, whose errors `predict_images`
+    reports by image.
+    """
+    if not data:
+        raise InvalidInput(f"{name} is empty (0 bytes): send a JPEG or PNG image")
+    if not data.startswith(tuple(IMAGE_SIGNATURES)):
+        raise InvalidInput(f"{name} is not a JPEG or PNG image (its first bytes are {data[:8]!r}): send JPEG or "
+                           "PNG bytes")
+    try:
+        width, height = Image.open(io.BytesIO(data)).size
+    except Image.DecompressionBombError as error:
+        raise InvalidInput(f"{name} has too many pixels to decode: {error}") from None
+    except Exception as error:  # Pillow raises many types for a header cut short or garbled
+        raise InvalidInput(f"{name} is a corrupt or truncated {image_format(data)} image: {error}") from None
+    if width * height > max_pixels:
+        raise InvalidInput(f"{name} has too many pixels to decode: {width} x {height} is more than "
+                           f"ingest.max_image_pixels ({max_pixels})")
+
+
+def image_format(data: bytes) -> str:
+    return next(name for signature, name in IMAGE_SIGNATURES.items() if data.startswith(signature))
+
+
+def _first(mask: np.ndarray) -> str:
+    """The index of the first True in `mask`, as [image, row, column, channel]."""
+    return str([int(i) for i in np.unravel_index(np.argmax(mask), mask.shape)])

@@ -1,0 +1,144 @@
+"""A registered model, ready to answer: `load(config, "places365-scenes@champion")` finds the version in the MLflow
+registry, downloads it once into the state folder (pipeline.tracking) and loads its SavedModel.
+
+The SavedModel's signatures are called directly, not through the registered pyfunc: the pyfunc wraps every call
+in pandas/schema handling that the endpoint's own checks (serving.inputs) make unnecessary.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import typing
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tfx.utils.path_constants import SERVING_MODEL_DIR
+
+from core.cli import UserError
+from core.config import Config
+from core.storage import join
+from data_schema import display_name
+from pipeline.tracking import CHAMPION_ALIAS, Tracking
+from serving import inputs
+
+_REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<version>\d+))$")
+
+
+class ModelNotFound(UserError):
+    """The model named is not in the registry; the message says how to get one there."""
+
+
+@dataclass(frozen=True)
+class TopClass:
+    key: str
+    display_name: str
+    probability: np.float32
+
+
+class SceneModel:
+    """A registered version of the scene classifier: pixels or encoded images in, class probabilities out.
+
+    Thread-safe: the HTTP server calls it from one thread per connection.
+    """
+
+    def __init__(self, saved_model_dir: str, name: str, version: str, max_image_pixels: int):
+        self.name = name
+        self.version = version
+        self._max_image_pixels = max_image_pixels
+        # The loaded object owns the variables its signatures use: it lives as long as they are called.
+        self._saved_model = tf.saved_model.load(saved_model_dir)
+        self._predict_pixels = self._saved_model.signatures["serving_default"]
+        self._predict_images = self._saved_model.signatures["predict_images"]
+        self.class_names = tuple(key.decode() for key in self._saved_model.class_names.numpy())
+        # The first call of a signature optimises its graph, which is slow; better here than in a request.
+        self.predict_pixels(np.zeros((1, *inputs.PIXELS_SHAPE), np.float32))
+        self.predict_images([tf.io.encode_png(tf.zeros(inputs.PIXELS_SHAPE, tf.uint8)).numpy()])
+
+    @property
+    def reference(self) -> str:
+        """NAME/VERSION, the registry's name for exactly this model."""
+        return f"{self.name}/{self.version}"
+
+    def predict_pixels(self, pixels) -> np.ndarray:
+        """float32 [N, classes] for pixels [N, 128, 128, 3] in [0, 1] (nested lists or an array)."""
+        checked = inputs.pixels(pixels)
+        return self._predict_pixels(pixels=tf.constant(checked))["probabilities"].numpy()
+
+    def predict_images(self, images: typing.Sequence[bytes], names: typing.Sequence[str] | None = None) -> np.ndarray:
+        """float32 [N, classes] for JPEG or PNG images of any size; InvalidInput names the first bad one by
+        `names` (default images[i])."""
+        names = names or [f"images[{index}]" for index in range(len(images))]
+        if not images:
+            raise inputs.InvalidInput("images is empty: send at least one JPEG or PNG image")
+        for data, name in zip(images, names):
+            inputs.check_image(data, name, self._max_image_pixels)
+        try:
+            return self._run_images(images)
+        except tf.errors.InvalidArgumentError:
+            # One image fails the whole batch: decoding each alone finds which.
+            for data, name in zip(images, names):
+                if len(images) == 1 or not self._decodes(data):
+                    raise inputs.InvalidInput(f"{name} is a corrupt or truncated {inputs.image_format(data)} image: "
+                                              "its pixels cannot be decoded") from None
+            raise
+
+    def _run_images(self, images: typing.Sequence[bytes]) -> np.ndarray:
+        return self._predict_images(images=tf.constant(list(images), tf.string))["probabilities"].numpy()
+
+    def _decodes(self, image: bytes) -> bool:
+        try:
+            self._run_images([image])
+            return True
+        except tf.errors.InvalidArgumentError:
+            return False
+
+    def top_classes(self, probabilities: np.ndarray, k: int) -> list[list[TopClass]]:
+        """The `k` most probable classes of each row of `probabilities` [N, classes], most probable first."""
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[TopClass(self.class_names[index], display_name(self.class_names[index]), row[index])
+                 for index in indices] for row, indices in zip(probabilities, order)]
+
+
+def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """"NAME@alias" or "NAME/version" -> (name, alias, version), one of the last two None."""
+    match = _REFERENCE.match(reference.strip())
+    if match is None:
+        raise ModelNotFound(f"'{reference}' names no registered model: write NAME@ALIAS (e.g. "
+                            f"places365-scenes@{CHAMPION_ALIAS}) or NAME/VERSION (e.g. places365-scenes/3)")
+    return match["name"], match["alias"], match["version"]
+
+
+def find_version(config: Config, reference: str | None = None):
+    """The MLflow ModelVersion that `reference` (default: mlflow.model_name@champion) names."""
+    from mlflow.exceptions import MlflowException
+
+    reference = reference or f"{config.mlflow.model_name}@{CHAMPION_ALIAS}"
+    name, alias, version = parse_reference(reference)
+    tracking = Tracking(config)
+    try:
+        if alias:
+            return tracking.client.get_model_version_by_alias(name, alias)
+        return tracking.client.get_model_version(name, version)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(error).lower():
+            raise
+    known = [found.version for found in tracking.client.search_model_versions(f"name = '{name}'")]
+    hint = (f"its versions are {', '.join(sorted(known, key=int))}" if known
+            else "register one with `./places run` (a blessed model becomes the champion)")
+    raise ModelNotFound(f"the MLflow registry at {config.mlflow_uri} has no model {reference}: {hint}")
+
+
+def load(config: Config, reference: str | None = None) -> SceneModel:
+    """The registered model `reference` (default: mlflow.model_name@champion), downloaded and loaded once per
+    process: batch prediction's driver and its local-runner workers share it."""
+    version = find_version(config, reference)
+    model_dir = Tracking(config).download_champion(version)
+    return _loaded(join(model_dir, SERVING_MODEL_DIR), version.name, str(version.version),
+                   config.ingest.max_image_pixels)
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(saved_model_dir: str, name: str, version: str, max_image_pixels: int) -> SceneModel:
+    return SceneModel(saved_model_dir, name, version, max_image_pixels)

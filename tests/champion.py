@@ -1,0 +1,52 @@
+"""A registered champion for the serving tests without running the pipeline: a small Keras model, fitted one step
+on random pixels, exported by the Trainer's export and registered by the Pusher's push, as the pipeline does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+from mlflow import MlflowClient
+from tfx.utils.path_constants import SERVING_MODEL_DIR
+
+from components.mlflow_pusher.executor import push
+from components.trainer.export import export
+from core.config import Config, apply
+from data_schema import CHANNELS, IMAGE_SIZE, TUTORIAL_CLASSES
+from pipeline.tracking import Tracking
+
+
+def small_model() -> keras.Model:
+    """The tutorial's input and output with a fraction of the seed CNN's weights: quick to export and upload."""
+    model = keras.Sequential([
+        keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)),
+        layers.Conv2D(8, 3, strides=4, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(len(TUTORIAL_CLASSES), activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    random = np.random.default_rng(0)
+    model.fit(random.random((8, IMAGE_SIZE, IMAGE_SIZE, CHANNELS), np.float32),
+              random.integers(0, len(TUTORIAL_CLASSES), 8), epochs=1, verbose=0)
+    return model
+
+
+def register_champion(config: Config, folder: Path, model_name: str, model: keras.Model | None = None) -> Config:
+    """Register `model` (default: small_model()) as `model_name`@champion; `config` with that model name."""
+    model_uri = str(folder)
+    export(model or small_model(), list(TUTORIAL_CLASSES), f"{model_uri}/{SERVING_MODEL_DIR}")
+    client = MlflowClient(config.mlflow_uri)
+    run_id = client.create_run(Tracking(config).experiment_id).info.run_id
+    push(model_uri=model_uri, serving_model_dir=f"{model_uri}/{SERVING_MODEL_DIR}", blessed=True,
+         not_blessed_reason="", tracking_uri=config.mlflow_uri, model_name=model_name, mlflow_run_id=run_id, tags={})
+    client.set_terminated(run_id)
+    return apply(config, {"mlflow.model_name": model_name})
+
+
+def cli_environment(config: Config) -> dict[str, str]:
+    """The environment under which `./places` commands find this test session's services and champion."""
+    return {"PLACES_STATE_DIR": str(config.state_dir),
+            "PLACES_STORAGE__EMULATOR_PORT": str(config.storage.emulator_port),
+            "PLACES_MLFLOW__PORT": str(config.mlflow.port), "PLACES_MLFLOW__MODEL_NAME": config.mlflow.model_name}
