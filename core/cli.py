@@ -318,11 +318,34 @@ def demo(ctx, per_class: int | None, epochs: int | None, model: str | None) -> N
     click.echo("\n" + terminal_summary(result.record))
     if result.record.outcome != "registered":
         raise UserError(f"the demo's model was not registered ({result.record.message}); report: {result.report}")
+    step("serve the champion and send it two requests")
+    _demo_requests(config, sample_dir)
     step("where to look")
     click.echo(f"report:            {result.report}\n"
                f"MLflow run:        {result.record.run_url}\n"
                f"MLflow registry:   {config.mlflow_uri}/#/models/{config.mlflow.model_name}\n"
                f"services:          ./places services status  (stop them with ./places services down)")
+
+
+def _demo_requests(config: Config, sample_dir: Path) -> None:
+    """Serve the champion on a free port, ask it once as the tutorial's client does and once with a JPEG."""
+    import json
+
+    from serving import model as serving_model
+    from serving.client import demo_requests
+    from serving.server import running
+
+    image = next(path for path in sorted(sample_dir.rglob("*.jpg")))
+    model = serving_model.load(config)
+    with running(model, config.serving) as server:
+        click.echo(f"serving {model.reference} at {server.url}; image: {image}")
+        tutorial_answer, image_answer = demo_requests(server.url, image)
+    probabilities = tutorial_answer["predictions"][0]
+    click.echo('tutorial request  {"inputs": [[128 x 128 x 3 floats]]}  ->  {"predictions": '
+               f"[{json.dumps([round(p, 3) for p in probabilities])}]}} (sum {sum(probabilities):.3f})")
+    top = ", ".join(f"{item['display_name']} {item['probability']:.1%}" for item in image_answer["top_classes"][0])
+    click.echo(f'JPEG request      {{"images": ["<base64 JPEG>"], "params": {{"top_k": 3}}}}  ->  {top}')
+    click.echo(f"to serve it yourself: ./places serve   (http://{config.services.host}:{config.serving.port})")
 
 
 def _steps():
