@@ -13,6 +13,7 @@ from core import services as services_module
 from core import storage as storage_module
 from core.config import Config, ConfigError, load_config, with_flags
 from core.console import quiet_libraries, table
+from core.errors import UserError
 
 
 class PlacesGroup(click.Group):
@@ -26,10 +27,6 @@ class PlacesGroup(click.Group):
         except (ConfigError, StorageError, services_module.ServiceError, UserError) as error:
             click.echo(f"\nplaces: error: {storage_module.redact(str(error))}", err=True)
             sys.exit(1)
-
-
-class UserError(Exception):
-    """Something the user can fix; the message says how."""
 
 
 def config_of(ctx: click.Context) -> Config:
@@ -368,8 +365,4 @@ def test(ctx) -> None:
 
 
 if __name__ == "__main__":
-    # `python -m core.cli` runs this file as __main__; the CLI runs from the module core.cli instead, so that the
-    # UserError it catches is the one that other modules import from core.cli and subclass.
-    from core.cli import main as places
-
-    places(prog_name="places")
+    main(prog_name="places")

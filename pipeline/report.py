@@ -18,7 +18,7 @@ from components.evaluator.results import EvaluationSummary, read_evaluation
 from components.mlflow_pusher.executor import PUSH_RESULT_FILE
 from components.validation_gate.executor import Anomaly, read_anomalies
 from core.console import table
-from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, WIDTH_KEY, display_name
+from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 # Trainer outputs in its model_run folder (components/trainer/run_fn.py).
@@ -57,7 +57,8 @@ def read_statistics(statistics_uri: str) -> dict[str, SplitStatistics]:
     import tensorflow_data_validation as tfdv
 
     result = {}
-    for split_dir in sorted(Path(statistics_uri).glob("Split-*")):
+    # Train first: the order people read (and stack) splits in.
+    for split_dir in sorted(Path(statistics_uri).glob("Split-*"), key=lambda path: path.name != f"Split-{TRAIN_SPLIT}"):
         stats = tfdv.load_stats_binary(str(split_dir / "FeatureStats.pb")).datasets[0]
         features = {feature.path.step[0]: feature for feature in stats.features}
         by_class: dict[str, int] = {}

@@ -150,7 +150,7 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
             champion_model_dir=tracking.download_champion(champion) if champion else None,
             mlflow_run_id=run_id)
         echo(f"champion: {f'version {champion.version}' if champion else 'none yet (the first blessed model becomes it)'}")
-        started = time.monotonic()
+        started, started_at = time.monotonic(), datetime.now(timezone.utc)
         stopped_by: DataValidationFailed | None = None
         try:
             with component_progress(echo):
@@ -166,7 +166,7 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
         tfx_run_id, states, outputs = latest_run(metadata_path(config))
         record = RunRecord(
             mlflow_run_id=run_id, run_url=tracking.run_url(run_id),
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds"), outcome="", message="",
+            started=started_at.isoformat(timespec="seconds"), outcome="", message="",
             class_names=list(manifest.classes), component_states=states,
             settings=_settings(config, manifest, champion, tfx_run_id, time.monotonic() - started))
         collect(outputs, record)
@@ -185,7 +185,7 @@ def _settings(config: Config, manifest, champion, tfx_run_id: str, seconds: floa
             "content hash": manifest.content_hash[:16], "classes": str(len(manifest.classes)),
             "accuracy floor": str(config.evaluation.accuracy_floor),
             "champion before this run": f"version {champion.version}" if champion else "none",
-            "TFX run": tfx_run_id, "git commit": git_commit(), "wall time": f"{seconds:.0f} s"}
+            "TFX run": tfx_run_id, "git commit": git_commit(), "wall time": f"{seconds:.1f} s"}
 
 
 def _decide_outcome(record: RunRecord, stopped_by: DataValidationFailed | None) -> None:

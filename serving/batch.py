@@ -40,7 +40,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from core import jobs
 from core.beam import beam_pipeline_args
-from core.cli import UserError
+from core.errors import UserError
 from core.config import Config
 from core.console import table
 from core.jobs import LOCAL_PROGRESS

@@ -11,7 +11,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from core.cli import UserError
+from core.errors import UserError
 from data_schema import IMAGE_SIZE
 
 

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from core.cli import UserError
+from core.errors import UserError
 from data_schema import CHANNELS, IMAGE_SIZE
 
 PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)

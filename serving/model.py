@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tfx.utils.path_constants import SERVING_MODEL_DIR
 
-from core.cli import UserError
+from core.errors import UserError
 from core.config import Config
 from core.storage import join
 from data_schema import display_name

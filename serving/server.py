@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from core.cli import UserError
+from core.errors import UserError
 from core.config import ServingConfig
 from serving.inputs import InvalidInput
 from serving.model import SceneModel

@@ -22,7 +22,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from core.cli import UserError
+from core.errors import UserError
 from core.cli import main as places
 from core.config import PROJECT_ROOT, Config
 from core.storage import join
