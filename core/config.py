@@ -104,7 +104,8 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 0.001
     seed: int = 42
-    # Keep decoded images in memory after the first epoch; fine up to a few hundred thousand 128x128 images.
+    # Keep decoded images in memory after the first epoch: 196 KB each (128 x 128 x 3 float32), so 10,000
+    # images take 2 GB. Turn it off for large data sets, such as all 365 classes of the real Places365.
     cache_images: bool = True
 
 

@@ -42,6 +42,7 @@ from data_schema import display_name
 
 matplotlib.use("Agg")  # files only: the Trainer runs where there is no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +64,9 @@ class TrainerConfig:
         unknown = sorted(set(custom_config) - set(known))
         missing = [name for name in known if name not in custom_config]
         if unknown or missing:
-            raise ValueError(f"Trainer custom_config has unknown keys [{', '.join(unknown)}] and lacks "
-                             f"[{', '.join(missing)}]: it takes exactly {', '.join(known)}")
+            problems = ([f"has unknown keys {', '.join(unknown)}"] if unknown else []) + (
+                [f"lacks {', '.join(missing)}"] if missing else [])
+            raise ValueError(f"Trainer custom_config {' and '.join(problems)}: give exactly {', '.join(known)}")
         config = cls(**{**custom_config, "class_names": tuple(custom_config["class_names"])})
         if not config.class_names:
             raise ValueError("Trainer custom_config class_names is empty: give the class keys in label order")
@@ -183,6 +185,7 @@ def accuracy_figure(history: list[dict], model_name: str) -> plt.Figure:
     axes.plot(epochs, [row["accuracy"] for row in history], marker="o", label="train")
     axes.plot(epochs, [row["val_accuracy"] for row in history], marker="o", label="validation")
     axes.set(title=f"{model_name}: accuracy per epoch", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

@@ -82,7 +82,7 @@ def test_train_and_eval_steps_are_per_epoch_and_may_exceed_one_pass(example_spli
 
 
 def test_custom_config_names_unknown_and_missing_keys():
-    with pytest.raises(ValueError, match=r"unknown keys \[epoch\] and lacks \[batch_size, .*\]: it takes exactly"):
+    with pytest.raises(ValueError, match="has unknown keys epoch and lacks epochs, batch_size, .*: give exactly"):
         TrainerConfig.from_custom_config({"class_names": ["glacier"], "model": "seed_cnn", "epoch": 3})
     with pytest.raises(ValueError, match="class_names is empty"):
         TrainerConfig.from_custom_config({"class_names": [], "model": "seed_cnn", "epochs": 1, "batch_size": 1,
