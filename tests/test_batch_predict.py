@@ -92,7 +92,7 @@ def test_every_good_image_gets_one_record_with_the_model_in_process_probabilitie
         np.testing.assert_allclose(record["probabilities"], expected, atol=1e-6)
         assert record["class"] == TUTORIAL_CLASSES[int(np.argmax(expected))]
         assert record["class_display_name"] == display_name(record["class"])
-        assert record["probability"] == pytest.approx(float(expected.max()))
+        assert record["probability"] == pytest.approx(float(expected.max()), abs=1e-6)
         assert (record["model_name"], record["model_version"]) == ("batch-predict-tests", "1")
 
 
