@@ -99,9 +99,11 @@ def component_progress(echo: typing.Callable[[str], None]):
 
     handler = _ComponentProgress(echo)
     tfx_logger = absl_logging.get_absl_logger()
-    previous_level = tfx_logger.level
+    previous_verbosity = absl_logging.get_verbosity()
     tfx_logger.addHandler(handler)
-    tfx_logger.setLevel(logging.INFO)
+    # Through absl's verbosity flag, not Logger.setLevel: saving a SavedModel (the Trainer) sets the level
+    # back to that flag's value, which would silence every component after the Trainer.
+    absl_logging.set_verbosity(absl_logging.INFO)
     # Only our handler should see TFX's INFO lines; the root handler keeps showing warnings and errors.
     quiet = _AtLeast(logging.WARNING)
     for root_handler in logging.getLogger().handlers:
@@ -110,7 +112,7 @@ def component_progress(echo: typing.Callable[[str], None]):
         yield
     finally:
         tfx_logger.removeHandler(handler)
-        tfx_logger.setLevel(previous_level)
+        absl_logging.set_verbosity(previous_verbosity)
         for root_handler in logging.getLogger().handlers:
             root_handler.removeFilter(quiet)
 

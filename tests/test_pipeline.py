@@ -57,7 +57,12 @@ def registry(config):
 
 
 def test_first_run_registers_a_champion_and_tracks_everything(pipeline_config):
-    result = run_pipeline(pipeline_config, echo=lambda line: None)
+    printed = []
+    result = run_pipeline(pipeline_config, echo=printed.append)
+
+    # The user sees each component finish, those after the Trainer too (saving a model resets absl logging).
+    for node in ("StatisticsGen", "Trainer", "Evaluator", "MlflowPusher"):
+        assert any(line.strip().startswith(f"{node} done in") for line in printed), printed
 
     record = result.record
     assert record.outcome == "registered", record.message
