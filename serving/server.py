@@ -34,6 +34,7 @@ import binascii
 import contextlib
 import logging
 import re
+import signal
 import sys
 import threading
 import time
@@ -263,9 +264,22 @@ def serve(model: SceneModel, config: ServingConfig, echo: typing.Callable[[str],
     _LOG.setLevel(logging.INFO)
     server = ScoringServer(model, config, config.port)
     echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping); Ctrl-C stops")
+    _stop_on(signal.SIGINT, signal.SIGTERM)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         echo("stopping")
     finally:
         server.server_close()
+
+
+def _stop_on(*signals: signal.Signals) -> None:
+    """Ctrl-C and `kill` (SIGTERM, what systemd and `docker stop` send) both end serve() cleanly.
+
+    Set explicitly: a process that a script starts in the background inherits SIGINT ignored, and Python's
+    default handles SIGTERM by dying on the spot.
+    """
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    for stop_signal in signals:
+        signal.signal(stop_signal, stop)

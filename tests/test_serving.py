@@ -328,11 +328,13 @@ def test_the_command_line_names_a_missing_model_in_one_line(champion):
     assert "Traceback" not in result.stderr
 
 
-def test_serve_answers_until_ctrl_c_and_then_stops(champion):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
+def test_serve_answers_until_ctrl_c_or_kill_and_then_stops(champion, stop_signal):
     port = free_port()
+    # Started as a script's background job would be: SIGINT ignored, which serve must not inherit.
     server = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
                               env=launcher_environment(champion), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                              text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and server.poll() is None:
@@ -343,7 +345,7 @@ def test_serve_answers_until_ctrl_c_and_then_stops(champion):
                 time.sleep(0.5)
         answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": PIXELS.tolist()})
         assert answer.status_code == 200
-        server.send_signal(signal.SIGINT)
+        server.send_signal(stop_signal)
         stdout, stderr = server.communicate(timeout=60)
     finally:
         if server.poll() is None:
