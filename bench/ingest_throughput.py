@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,9 @@ from core.beam import beam_pipeline_args
 from core.config import Config, apply
 from core.storage import CONNECTION_STRING_ENV, Storage, emulator_connection_string, join
 from data_schema import TUTORIAL_CLASSES
+from tests.fixtures import free_port
 
 CONTAINER_URI = "azfs://devstoreaccount1/bench"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def peak_rss_mb() -> float:

@@ -27,27 +27,6 @@ BATCH_SIZE = 32
 VALIDATION_SHARE = 0.2
 
 
-def seed_cnn(class_count: int):
-    """The tutorial's first model, exactly."""
-    from tensorflow import keras
-    from tensorflow.keras import layers
-
-    model = keras.Sequential([
-        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(0.25),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(class_count, activation="softmax"),
-    ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
 def image_dataset(paths: list[str], labels: list[int]):
     """Decoded images, grayscale made RGB, resized to IMAGE_SIZE and scaled to [0, 1], as the tutorial feeds them."""
     import tensorflow as tf
@@ -61,6 +40,8 @@ def image_dataset(paths: list[str], labels: list[int]):
 
 def measure(seed: int, per_class: int, epochs: int, work_dir: Path) -> dict:
     import tensorflow as tf
+
+    from components.trainer.model import build_model
 
     data_dir = work_dir / f"seed{seed}"
     started = time.monotonic()
@@ -86,8 +67,9 @@ def measure(seed: int, per_class: int, epochs: int, work_dir: Path) -> dict:
     report_epoch = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
         f"seed {seed} epoch {epoch + 1}/{epochs}: accuracy {logs['accuracy']:.3f}, "
         f"val_accuracy {logs['val_accuracy']:.3f}", file=sys.stderr, flush=True))
-    history = seed_cnn(len(TUTORIAL_CLASSES)).fit(train_data, validation_data=val_data, epochs=epochs, verbose=0,
-                                                  callbacks=[report_epoch])
+    # The Trainer's seed_cnn: the tutorial's network, adam at its default learning rate.
+    model = build_model("seed_cnn", len(TUTORIAL_CLASSES), learning_rate=0.001)
+    history = model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=0, callbacks=[report_epoch])
     training_s = time.monotonic() - started
     return {
         "val_accuracy": round(history.history["val_accuracy"][-1], 4),

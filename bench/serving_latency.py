@@ -170,11 +170,6 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 def measure_latency(config: Config, model, requests: int, rounds: int, scratch: Path) -> dict:
-    from tfx.utils.path_constants import SERVING_MODEL_DIR
-
-    from pipeline.tracking import Tracking
-    from serving.model import find_version
-
     pixels = np.random.default_rng(0).random((1, 128, 128, 3)).astype(np.float32)
     body = json.dumps({"inputs": pixels.tolist()}).encode()
     places_port, mlflow_port = free_port(), free_port()
@@ -193,8 +188,7 @@ def measure_latency(config: Config, model, requests: int, rounds: int, scratch: 
     try:
         for name, (process, port) in servers.items():
             wait_until_answering(process, port, scratch / f"{name.replace('_', '-')}.log")
-        saved_model_dir = join(Tracking(config).download_champion(find_version(config)), SERVING_MODEL_DIR)
-        clients = {"in_process": in_process_client(saved_model_dir, body),
+        clients = {"in_process": in_process_client(model.saved_model_dir, body),
                    **{name: http_client(port, body) for name, (_, port) in servers.items()}}
         results: dict[str, list] = {name: [] for name in clients}
         for client_count, per_client in ((1, requests), (4, requests // 4)):

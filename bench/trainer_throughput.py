@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import IngestConfig
+from core.config import MODEL_NAMES, IngestConfig
 from data_schema import IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, TUTORIAL_CLASSES, folder_name
 from ingestion.images import convert
 from ingestion.sample_data import generate
 
-MODELS = ("seed_cnn", "better_cnn")
 BATCH_SIZE = 32
 EVAL_SHARE = 0.2
 SHARDS_PER_SPLIT = 4
@@ -166,9 +165,9 @@ def main() -> None:
         print(f"{images} images generated and converted in {time.monotonic() - started:.0f} s", file=sys.stderr)
 
         throughput = {name: measure_throughput(name, split_dir, arguments.throughput_rounds, arguments.seed)
-                      for name in MODELS}
+                      for name in MODEL_NAMES}
         accuracy = {name: measure_accuracy(name, split_dir, work_dir / name, arguments.epochs, arguments.seed)
-                    for name in MODELS}
+                    for name in MODEL_NAMES}
     json.dump({
         "classes": len(TUTORIAL_CLASSES), "per_class": arguments.per_class, "images": split_counts,
         "batch_size": BATCH_SIZE, "seed": arguments.seed, "cpu_cores": os.cpu_count(),

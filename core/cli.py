@@ -11,7 +11,7 @@ import click
 
 from core import services as services_module
 from core import storage as storage_module
-from core.config import Config, ConfigError, load_config, with_flags
+from core.config import MODEL_NAMES, Config, ConfigError, load_config, with_flags
 from core.console import quiet_libraries, table
 from core.errors import UserError
 
@@ -173,7 +173,7 @@ def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
 
 # --- pipeline -------------------------------------------------------------------------------------------
 @main.command("run")
-@click.option("--model", type=click.Choice(["better_cnn", "seed_cnn"]), default=None,
+@click.option("--model", type=click.Choice(MODEL_NAMES), default=None,
               help="Network to train [default: training.model].")
 @click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
 @click.option("--accuracy-floor", type=float, default=None,
@@ -287,7 +287,7 @@ def batch_predict(ctx, input_uri: str, output_uri: str, output_format: str, refe
 @click.option("--per-class", type=int, default=None,
               help="Sample images per class [default: data.sample_images_per_class].")
 @click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
-@click.option("--model", type=click.Choice(["better_cnn", "seed_cnn"]), default=None,
+@click.option("--model", type=click.Choice(MODEL_NAMES), default=None,
               help="Network to train [default: training.model].")
 @click.pass_context
 def demo(ctx, per_class: int | None, epochs: int | None, model: str | None) -> None:

@@ -96,6 +96,10 @@ class MlflowConfig:
     artifacts_container: str = "mlflow"
 
 
+# The networks components/trainer/model.py builds: the tutorial's, and the default that must beat it.
+MODEL_NAMES = ("seed_cnn", "better_cnn")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     # better_cnn (the default) or seed_cnn (exactly the tutorial's network); see components/trainer/model.py.
@@ -176,7 +180,7 @@ def load_config(config_file: str | Path | None = None, overrides: typing.Iterabl
             raise ConfigError(f"config file {path} does not exist") from None
         except tomli.TOMLDecodeError as error:
             raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-        values = _flatten(values)
+        values = flatten(values)
     top_level = {f.name for f in dataclasses.fields(Config)}
     for name, value in environ.items():
         dotted = name[len("PLACES_"):].lower().replace("__", ".")
@@ -243,11 +247,12 @@ def _coerce(value, hint, dotted: str):
     raise ConfigError(f"setting '{dotted}' has a type this loader does not know: {hint}")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} as {"a.b": 1}: the dotted names that --set, env and MLflow params use."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

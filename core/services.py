@@ -144,7 +144,8 @@ def _write_record(config: Config, record: ServiceRecord) -> None:
     os.replace(temporary, path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` on this machine still runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -178,7 +179,7 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool
     runs, or another checkout's): it is used as it is, and `down` leaves it alone.
     """
     record = _read_record(config, spec.name)
-    if record and _alive(record.pid) and spec.is_healthy():
+    if record and process_alive(record.pid) and spec.is_healthy():
         return record, False
     if record:
         stop(config, spec.name)
@@ -227,7 +228,7 @@ def stop(config: Config, name: str, timeout_s: float = 15.0) -> bool:
     record = _read_record(config, name)
     if record is None:
         return False
-    running = _alive(record.pid)
+    running = process_alive(record.pid)
     if running:
         # SIGTERM first: Azurite saves its blob index on the way out (which takes it up to 15 s).
         for stop_signal, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
@@ -248,10 +249,10 @@ def _gone_within(pid: int, seconds: float) -> bool:
             os.waitpid(pid, os.WNOHANG)  # reaps it when this process started it (tests do)
         except ChildProcessError:
             pass
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.1)
-    return not _alive(pid)
+    return not process_alive(pid)
 
 
 def up(config: Config, names: typing.Iterable[str] | None = None,
@@ -284,7 +285,7 @@ def status(config: Config) -> list[dict]:
         record = _read_record(config, spec.name)
         if record is None:
             state = "running (not started by ./places)" if spec.is_healthy() else "stopped"
-        elif not _alive(record.pid):
+        elif not process_alive(record.pid):
             state = "dead (stale record)"
         else:
             state = "running" if spec.is_healthy() else "not answering"

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.config import IngestConfig
+from core.storage import NotFound, Storage
 from data_schema import IMAGE_SIZE
 
 # ingest.max_image_pixels is the limit that counts here; Pillow would otherwise warn about every image above
@@ -36,6 +37,21 @@ def check_size(size: int, limits: IngestConfig) -> None:
         raise RejectedImage("empty file (0 bytes)")
     if size > limits.max_image_bytes:
         raise RejectedImage(f"{size} bytes is more than ingest.max_image_bytes ({limits.max_image_bytes})")
+
+
+def read_checked(storage: Storage, uri: str, size: int | None, limits: IngestConfig) -> bytes:
+    """The file's bytes, read only after its size (None: looked up) passed check_size; RejectedImage where it
+    is missing or too large. Other storage failures propagate and fail the job: they are not the image's fault."""
+    if size is None:
+        info = storage.info(uri)
+        if info is None:
+            raise RejectedImage("listed, but the file does not exist")
+        size = info.size
+    check_size(size, limits)
+    try:
+        return storage.read_bytes(uri)
+    except NotFound:
+        raise RejectedImage("the file disappeared while the job ran") from None
 
 
 def convert(data: bytes, limits: IngestConfig) -> TrainingImage:

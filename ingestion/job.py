@@ -39,7 +39,7 @@ from core import jobs
 from core.beam import beam_pipeline_args
 from core.config import Config
 from core.jobs import LOCAL_PROGRESS
-from core.storage import NotFound, Storage, canonical, join
+from core.storage import Storage, canonical, join
 from ingestion import images, layouts
 from ingestion.manifest import MANIFEST_FILE, SPLITS, IngestError, Manifest, split_folder
 
@@ -195,7 +195,8 @@ class _WriteExamples(beam.DoFn):
 
     def _ingest_one(self, split: str, listed: layouts.ListedFile) -> Tally:
         try:
-            image = images.convert(self._read(listed), self._config.ingest)
+            data = images.read_checked(self._storage, listed.source_uri, listed.size, self._config.ingest)
+            image = images.convert(data, self._config.ingest)
         except images.RejectedImage as rejection:
             _REJECTED.inc()
             return Tally(rejected=[(listed.source_uri, str(rejection))])
@@ -205,20 +206,6 @@ class _WriteExamples(beam.DoFn):
         return Tally(accepted=collections.Counter({(listed.category, split): 1}),
                      shards=[(split, staged)] if staged else [],
                      digest_sum=record_digest(listed.source_uri, split, category, image.image_jpeg))
-
-    def _read(self, listed: layouts.ListedFile) -> bytes:
-        # Storage failures other than a missing file propagate and fail the job: they are not the image's fault.
-        size = listed.size
-        if size is None:
-            info = self._storage.info(listed.source_uri)
-            if info is None:
-                raise images.RejectedImage("listed, but the file does not exist")
-            size = info.size
-        images.check_size(size, self._config.ingest)
-        try:
-            return self._storage.read_bytes(listed.source_uri)
-        except NotFound:
-            raise images.RejectedImage("the file disappeared while the job ran") from None
 
 
 class _ShardWriter:

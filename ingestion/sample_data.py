@@ -56,8 +56,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from core.console import progress
 from data_schema import CATEGORIES_FILE, folder_name, places365_categories
-
-LAYOUTS = ("folders", "places365-lists", "places365-small")
+# The layout names only: the file names below are spelled out from Places365's own, so the tests check the
+# reader in ingestion/layouts.py against an independent writer.
+from ingestion.layouts import FOLDERS, LAYOUTS, PLACES365_LISTS
 
 PNG_SHARE = 0.10
 GRAYSCALE_SHARE = 0.05
@@ -911,7 +912,7 @@ def _plan(out_dir: Path, classes: tuple[str, ...], per_class: int, layout: str, 
     val_images: list[tuple[int, int]] = []
     for key in classes:
         index = official_index[key]
-        if layout == "folders":
+        if layout == FOLDERS:
             folder, stem = out_dir / folder_name(key), key.replace("/", "-")
             owned_names[folder] = re.compile(rf"{re.escape(stem)}_\d{{5}}\.(jpg|png)|{_PARTIAL}")
         else:
@@ -920,16 +921,16 @@ def _plan(out_dir: Path, classes: tuple[str, ...], per_class: int, layout: str, 
         train_number = 0
         for number in range(1, per_class + 1):
             extension = image_spec(seed, index, number).extension
-            if layout == "folders":
+            if layout == FOLDERS:
                 images.append(_PlannedImage(index, number, folder / f"{stem}_{number:05d}{extension}"))
-            elif layout == "places365-lists" and (number - 1) % VAL_EVERY == VAL_OFFSET:
+            elif layout == PLACES365_LISTS and (number - 1) % VAL_EVERY == VAL_OFFSET:
                 val_images.append((index, number))
             else:
                 train_number += 1
                 name = f"{train_number:08d}{extension}"
                 images.append(_PlannedImage(index, number, folder / name))
                 train_lines.append(f"/{key[0]}/{key}/{name} {index}")
-    if layout == "places365-lists":
+    if layout == PLACES365_LISTS:
         val_folder = out_dir / "val_256"
         owned_names[val_folder] = re.compile(rf"Places365_val_\d{{8}}\.(jpg|png)|{_PARTIAL}")
         # The official val folder mixes classes; numbering in a shuffled order keeps readers from relying on order.

@@ -16,13 +16,13 @@ import numpy as np
 
 from components.evaluator.results import EvaluationSummary, read_evaluation
 from components.mlflow_pusher.executor import PUSH_RESULT_FILE
+from components.trainer import HISTORY_FILE
 from components.validation_gate.executor import Anomaly, read_anomalies
 from core.console import table
 from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 # Trainer outputs in its model_run folder (components/trainer/run_fn.py).
-HISTORY_FILE = "history.json"
 # The confusion matrix is the Trainer's, on the eval split: the same images and model TFMA evaluates.
 TRAINING_PLOTS = ("accuracy_vs_epoch.png", "confusion_matrix.png")
 

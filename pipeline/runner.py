@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from components.trainer import HISTORY_FILE
 from components.validation_gate.executor import DataValidationFailed
 from core.config import Config
 from core.storage import Storage
@@ -218,7 +219,7 @@ def _track(tracking: Tracking, run_id: str, record: RunRecord, outputs: dict, re
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run:
         tracking.log_files(run_id, sorted(Path(model_run).glob("*.png")), "plots")
-        tracking.log_files(run_id, [Path(model_run) / "history.json"], "training")
+        tracking.log_files(run_id, [Path(model_run) / HISTORY_FILE], "training")
     tracking.log_folder(run_id, report_folder, "report")
     for node, artifacts in outputs.items():
         for key in ("anomalies", "evaluation", "statistics"):

@@ -13,13 +13,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from core.config import PROJECT_ROOT, Config
+from components.mlflow_pusher.executor import CHAMPION_ALIAS
+from core.config import PROJECT_ROOT, Config, flatten
+from core.services import process_alive
 
 PID_TAG = "places.pid"
 HOST_TAG = "places.host"
 # Tags that let `./places inspect RUN` find the TFX artifacts of a run: tfx.<node>.<output> = local URI.
 ARTIFACT_TAG_PREFIX = "tfx."
-CHAMPION_ALIAS = "champion"
 
 
 def git_commit() -> str:
@@ -32,26 +33,6 @@ def git_commit() -> str:
         return f"{commit}-dirty" if dirty else commit
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-    return flat
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 class Tracking:
@@ -74,7 +55,7 @@ class Tracking:
         ended = []
         for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'"):
             tags = run.data.tags
-            if tags.get(HOST_TAG) == socket.gethostname() and not _alive(int(tags.get(PID_TAG, "0") or 0)):
+            if tags.get(HOST_TAG) == socket.gethostname() and not process_alive(int(tags.get(PID_TAG, "0") or 0)):
                 self.client.set_terminated(run.info.run_id, status="KILLED")
                 ended.append(run.info.run_id)
         return ended
@@ -84,8 +65,11 @@ class Tracking:
             "git_commit": git_commit(), "content_hash": content_hash, PID_TAG: str(os.getpid()),
             HOST_TAG: socket.gethostname(), "mlflow.source.name": "./places run"})
         run_id = run.info.run_id
-        for key, value in _flatten(self.config.to_dict()).items():
-            self.client.log_param(run_id, key, value)
+        from mlflow.entities import Param
+
+        params = [Param(key, json.dumps(value) if isinstance(value, (list, tuple)) else str(value))
+                  for key, value in flatten(self.config.to_dict()).items()]
+        self._log_batch(run_id, params=params)
         self.log_text(run_id, manifest_json, "data/manifest.json")
         self.log_text(run_id, json.dumps(self.config.to_dict(), indent=2), "config.json")
         return run_id
@@ -108,17 +92,24 @@ class Tracking:
         metrics = [Metric(name, float(value), 0, epoch)
                    for epoch, row in enumerate(history, start=1)
                    for name, value in row.items() if isinstance(value, (int, float)) and name != "epoch"]
-        for start in range(0, len(metrics), 500):
-            self.client.log_batch(run_id, metrics=metrics[start:start + 500])
+        self._log_batch(run_id, metrics=metrics)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
-        self.client.log_batch(run_id, metrics=[Metric(name, float(value), 0, 0) for name, value in metrics.items()])
+        self._log_batch(run_id, metrics=[Metric(name, float(value), 0, 0) for name, value in metrics.items()])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+        from mlflow.entities import RunTag
+
+        self._log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
+        """One request per 100 of each, MLflow's limit for params and tags in one log_batch (metrics: 1,000)."""
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        for start in range(0, max(len(metrics), len(params), len(tags)), 100):
+            self.client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100],
+                                  tags=tags[start:start + 100])
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

@@ -46,7 +46,7 @@ from core.console import table
 from core.jobs import LOCAL_PROGRESS
 from core.storage import NotFound, Storage, canonical, join
 from data_schema import display_name
-from ingestion.images import RejectedImage, check_size
+from ingestion.images import RejectedImage, read_checked
 from ingestion.layouts import IMAGE_EXTENSIONS
 from ingestion.manifest import SUMMARY_ITEMS
 from serving import inputs
@@ -198,14 +198,10 @@ class _ReadImages(beam.DoFn):
     def process(self, listed: tuple[str, int]):
         source, size = listed
         try:
-            # Storage failures other than a missing file propagate and fail the job: they are not the image's fault.
-            check_size(size, self._config.ingest)
-            image = self._storage.read_bytes(source)
+            image = read_checked(self._storage, source, size, self._config.ingest)
             inputs.check_image(image, "the file", self._config.ingest.max_image_pixels)
         except (RejectedImage, inputs.InvalidInput) as rejection:
             yield _rejected(self._job_id, source, str(rejection))
-        except NotFound:
-            yield _rejected(self._job_id, source, "the file disappeared while the job ran")
         else:
             yield source, image
 

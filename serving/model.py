@@ -46,6 +46,7 @@ class SceneModel:
     def __init__(self, saved_model_dir: str, name: str, version: str, max_image_pixels: int):
         self.name = name
         self.version = version
+        self.saved_model_dir = saved_model_dir
         self._max_image_pixels = max_image_pixels
         # The loaded object owns the variables its signatures use: it lives as long as they are called.
         self._saved_model = tf.saved_model.load(saved_model_dir)
@@ -110,13 +111,13 @@ def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
     return match["name"], match["alias"], match["version"]
 
 
-def find_version(config: Config, reference: str | None = None):
+def find_version(tracking: Tracking, reference: str | None = None):
     """The MLflow ModelVersion that `reference` (default: mlflow.model_name@champion) names."""
     from mlflow.exceptions import MlflowException
 
+    config = tracking.config
     reference = reference or f"{config.mlflow.model_name}@{CHAMPION_ALIAS}"
     name, alias, version = parse_reference(reference)
-    tracking = Tracking(config)
     try:
         if alias:
             return tracking.client.get_model_version_by_alias(name, alias)
@@ -133,8 +134,9 @@ def find_version(config: Config, reference: str | None = None):
 def load(config: Config, reference: str | None = None) -> SceneModel:
     """The registered model `reference` (default: mlflow.model_name@champion), downloaded and loaded once per
     process: batch prediction's driver and its local-runner workers share it."""
-    version = find_version(config, reference)
-    model_dir = Tracking(config).download_champion(version)
+    tracking = Tracking(config)
+    version = find_version(tracking, reference)
+    model_dir = tracking.download_champion(version)
     return _loaded(join(model_dir, SERVING_MODEL_DIR), version.name, str(version.version),
                    config.ingest.max_image_pixels)
 

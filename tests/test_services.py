@@ -27,7 +27,7 @@ def test_down_stops_exactly_the_recorded_process(tmp_path):
         lines = []
         services.down(config, ["azurite"], report=lines.append)
         assert lines == [f"azurite  stopped  (pid {record.pid})"]
-        assert not services._alive(record.pid)
+        assert not services.process_alive(record.pid)
         assert bystander.poll() is None
         assert services.status(config)[0]["state"] == "stopped"
     finally:

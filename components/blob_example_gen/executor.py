@@ -6,8 +6,6 @@ the manifest names into the artifact's split folders, which every downstream com
 
 from __future__ import annotations
 
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,11 +29,8 @@ def import_examples(storage: Storage, examples_uri: str, expected_content_hash: 
         (Path(artifact_dir) / split_folder(split)).mkdir(parents=True, exist_ok=True)
 
     def copy(shard: str) -> None:
-        target = Path(artifact_dir) / shard
-        # Copy to a temporary name first: a half-copied shard must never look like data.
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
-            handle.write(storage.read_bytes(join(manifest.data_uri, shard)))
-        os.replace(handle.name, target)
+        # write_bytes writes whole or not at all: a half-copied shard must never look like data.
+        storage.write_bytes(str(Path(artifact_dir) / shard), storage.read_bytes(join(manifest.data_uri, shard)))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(copy, manifest.shards))

@@ -37,12 +37,13 @@ def count_examples(file_patterns: list[str]) -> int:
 
 
 def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, seed: int, cache_images: bool,
-                 repeat: bool) -> tf.data.Dataset:
+                 repeat: bool, example_count: int | None = None) -> tf.data.Dataset:
     """Batches of (float32 [batch, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] in [0, 1], int64 [batch] category).
 
     training: shuffle shards and images (seeded; a new order each epoch). cache_images: keep the decoded images
     in memory after the first epoch (for data sets that fit: no more reading or decoding). repeat: endless, for
-    a fixed number of steps per epoch; otherwise one pass per epoch, its length counted first (count_examples).
+    a fixed number of steps per epoch; otherwise one pass per epoch, its length counted first (count_examples)
+    unless the caller already knows it (example_count).
     """
     shards = tf.data.Dataset.from_tensor_slices(shard_paths(file_patterns))
     if training:
@@ -56,7 +57,9 @@ def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, s
     if not repeat:
         # With the number of batches known, Keras shows an epoch's progress and does not warn "Your input ran out
         # of data; interrupting training" at the end of the first epoch, as it does where it has to find out.
-        records = records.apply(tf.data.experimental.assert_cardinality(count_examples(file_patterns)))
+        if example_count is None:
+            example_count = count_examples(file_patterns)
+        records = records.apply(tf.data.experimental.assert_cardinality(example_count))
     examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
     if cache_images:
         examples = examples.cache()

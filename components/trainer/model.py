@@ -10,9 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from core.config import MODEL_NAMES
 from data_schema import CHANNELS, IMAGE_SIZE
-
-MODEL_NAMES = ("seed_cnn", "better_cnn")
 
 
 def build_model(name: str, num_classes: int, learning_rate: float) -> keras.Model:

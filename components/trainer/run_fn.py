@@ -35,7 +35,7 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import export
+from components.trainer import HISTORY_FILE, export
 from components.trainer.input import count_examples, make_dataset
 from components.trainer.model import build_model
 from data_schema import display_name
@@ -81,14 +81,15 @@ def run_fn(fn_args) -> None:
     fn_args.model_run_dir and export the serving model to fn_args.serving_model_dir."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config)
     keras.utils.set_random_seed(config.seed)
-    train_data = make_dataset(fn_args.train_files, config.batch_size, training=True, seed=config.seed,
-                              cache_images=config.cache_images, repeat=bool(fn_args.train_steps))
-    eval_data = make_dataset(fn_args.eval_files, config.batch_size, training=False, seed=config.seed,
-                             cache_images=config.cache_images, repeat=bool(fn_args.eval_steps))
     if fn_args.train_steps:
         train_images_per_epoch = fn_args.train_steps * config.batch_size
     else:
         train_images_per_epoch = count_examples(fn_args.train_files)
+    train_data = make_dataset(fn_args.train_files, config.batch_size, training=True, seed=config.seed,
+                              cache_images=config.cache_images, repeat=bool(fn_args.train_steps),
+                              example_count=None if fn_args.train_steps else train_images_per_epoch)
+    eval_data = make_dataset(fn_args.eval_files, config.batch_size, training=False, seed=config.seed,
+                             cache_images=config.cache_images, repeat=bool(fn_args.eval_steps))
 
     model = build_model(config.model, len(config.class_names), config.learning_rate)
     logging.info("Training %s (%d weights) for %d epochs of %d images", model.name, model.count_params(),
@@ -112,7 +113,7 @@ def run_fn(fn_args) -> None:
     confusion = confusion_matrix(true, predicted, len(config.class_names))
     run_dir = fn_args.model_run_dir
     tf.io.gfile.makedirs(run_dir)
-    _write(os.path.join(run_dir, "history.json"), json.dumps(history, indent=2).encode())
+    _write(os.path.join(run_dir, HISTORY_FILE), json.dumps(history, indent=2).encode())
     _write(os.path.join(run_dir, "eval_report.json"),
            json.dumps(eval_report(confusion, config.class_names), indent=2).encode())
     _write_figure(os.path.join(run_dir, "accuracy_vs_epoch.png"), accuracy_figure(history, model.name))
