@@ -8,19 +8,33 @@ from __future__ import annotations
 
 import typing
 
-from core.config import BeamConfig, Config, ConfigError
+from core.config import Config, ConfigError
 
 LOCAL = "local"
+FLINK = "flink"
 
 
-def _environment(beam: BeamConfig) -> list[str]:
-    flags = [f"--environment_type={beam.environment_type}"]
-    if beam.environment_config:
-        flags.append(f"--environment_config={beam.environment_config}")
+def _environment(config: Config) -> list[str]:
+    flags = [f"--environment_type={config.beam.environment_type}"]
+    if config.beam.environment_config:
+        flags.append(f"--environment_config={config.beam.environment_config}")
     return flags
 
 
-_RUNNER_FLAGS: dict[str, typing.Callable[[BeamConfig], list[str]]] = {
+def _flink(config: Config) -> list[str]:
+    """The cluster of `./places cluster up`: its job server, and its worker pool as the EXTERNAL environment.
+
+    Never Beam's default DOCKER environment (no container engine is assumed). One SDK worker per TaskManager
+    (sdk_worker_parallelism=1): more would each hold their own TensorFlow in memory (tensorflow/tfx#3256).
+    """
+    cluster = config.cluster
+    host = config.services.host
+    return ["--runner=PortableRunner", f"--job_endpoint={host}:{cluster.job_port}",
+            "--environment_type=EXTERNAL", f"--environment_config={host}:{cluster.worker_pool_port}",
+            "--sdk_worker_parallelism=1", f"--parallelism={cluster.parallelism or cluster.taskmanagers}"]
+
+
+_RUNNER_FLAGS: dict[str, typing.Callable[[Config], list[str]]] = {
     # FnApiRunner, named: Beam's DirectRunner would download the Prism runner, which fails offline.
     # direct_num_workers 0 means one per CPU core to Beam as to beam.workers.
     # multi_threading, because it is faster: Pillow and the blob client release the GIL while they decode,
@@ -28,19 +42,20 @@ _RUNNER_FLAGS: dict[str, typing.Callable[[BeamConfig], list[str]]] = {
     # Ingesting 2,000 images Azurite to Azurite on 2 busy cores: 95 images/s with 2 threads, 72 in_memory
     # (bench/ingest_throughput.py). multi_processing would put the DoFns in child processes, out of reach
     # of the progress bar.
-    LOCAL: lambda beam: ["--runner=FnApiRunner", f"--direct_num_workers={beam.workers}",
-                         "--direct_running_mode=multi_threading"],
-    "portable": lambda beam: ["--runner=PortableRunner", f"--job_endpoint={beam.job_endpoint}", *_environment(beam)],
-    "dataflow": lambda beam: ["--runner=DataflowRunner"],
-    "flink": lambda beam: ["--runner=FlinkRunner", *_environment(beam)],
-    "spark": lambda beam: ["--runner=SparkRunner", *_environment(beam)],
+    LOCAL: lambda config: ["--runner=FnApiRunner", f"--direct_num_workers={config.beam.workers}",
+                           "--direct_running_mode=multi_threading"],
+    FLINK: _flink,
+    "portable": lambda config: ["--runner=PortableRunner", f"--job_endpoint={config.beam.job_endpoint}",
+                                *_environment(config)],
+    "dataflow": lambda config: ["--runner=DataflowRunner"],
+    "spark": lambda config: ["--runner=SparkRunner", *_environment(config)],
 }
 
 
 def beam_pipeline_args(config: Config) -> list[str]:
     """The Beam flags for config.beam.runner, then config.beam.extra_args as given."""
     try:
-        flags = _RUNNER_FLAGS[config.beam.runner](config.beam)
+        flags = _RUNNER_FLAGS[config.beam.runner](config)
     except KeyError:
         raise ConfigError(f"beam.runner is '{config.beam.runner}'; use one of {', '.join(_RUNNER_FLAGS)}") from None
     return [*flags, *config.beam.extra_args]

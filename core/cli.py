@@ -29,6 +29,10 @@ class PlacesGroup(click.Group):
             sys.exit(1)
 
 
+_RUNNER_HELP = ("Beam runner: local (in this process), flink (the cluster of `./places cluster up`), portable, "
+                "dataflow, spark [default: beam.runner].")
+
+
 def config_of(ctx: click.Context) -> Config:
     return ctx.find_root().obj
 
@@ -92,6 +96,53 @@ def _ensure_services(config: Config) -> None:
     services_module.up(config, ["mlflow"], report=lambda line: click.echo(line, err=True))
 
 
+# --- cluster ------------------------------------------------------------------------------------------------
+@main.group()
+def cluster() -> None:
+    """Start, stop and show the local Apache Flink cluster that `--runner flink` sends Beam jobs to."""
+
+
+@cluster.command("up")
+@click.pass_context
+def cluster_up(ctx: click.Context) -> None:
+    """Install Flink and Beam's job server on first use, then start the JobManager, cluster.taskmanagers
+    TaskManagers, the SDK worker pool and the job server on 127.0.0.1, and wait until every TaskManager is registered.
+    """
+    from core import cluster as cluster_module
+
+    cluster_module.up(config_of(ctx), report=click.echo)
+
+
+@cluster.command("down")
+@click.pass_context
+def cluster_down(ctx: click.Context) -> None:
+    """Stop exactly the processes `cluster up` started."""
+    from core import cluster as cluster_module
+
+    cluster_module.down(config_of(ctx), report=click.echo)
+
+
+@cluster.command("status")
+@click.pass_context
+def cluster_status(ctx: click.Context) -> None:
+    """Show the web UI, the processes, TaskManagers, free slots and Flink's jobs."""
+    from core import cluster as cluster_module
+
+    state = cluster_module.status(config_of(ctx))
+    overview = state["overview"]
+    if state["answers"]:
+        click.echo(f"Flink {overview.get('flink-version')} at {state['web_ui']}: {overview['taskmanagers']} TaskManagers, "
+                   f"{overview['slots-available']} of {overview['slots-total']} slots free, "
+                   f"{overview['jobs-running']} jobs running")
+    else:
+        click.echo(f"Flink does not answer at {state['web_ui']}: start it with `./places cluster up`")
+    click.echo("\n" + table(state["processes"], ["name", "state", "pid", "url"]))
+    if state["jobs"]:
+        rows = [{"job": job["name"], "state": job["state"], "id": job["jid"],
+                 "seconds": f"{job['duration'] / 1000:.1f}"} for job in state["jobs"][:10]]
+        click.echo("\n" + table(rows, ["job", "state", "seconds", "id"]))
+
+
 # --- data -----------------------------------------------------------------------------------------------
 @main.command("sample-data")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -152,7 +203,7 @@ def upload(ctx, source: Path, target: str, workers: int, mirror: bool) -> None:
 @click.option("--layout", type=click.Choice(["auto", "folders", "places365-lists", "places365-small"]),
               default="auto", show_default=True, help="How the input is organised; auto detects it.")
 @click.option("--classes", default=None, help="Classes to keep, as for sample-data [default: data.classes].")
-@click.option("--runner", default=None, help="Beam runner: local, portable, dataflow, flink, spark [default: beam.runner].")
+@click.option("--runner", default=None, help=_RUNNER_HELP)
 @click.pass_context
 def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
     """Turn images in blob storage into sharded GZIP TFRecords of tf.Example plus a manifest, with Beam.
@@ -178,8 +229,9 @@ def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
 @click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
 @click.option("--accuracy-floor", type=float, default=None,
               help="Overall eval accuracy a model needs to be blessed [default: evaluation.accuracy_floor].")
+@click.option("--runner", default=None, help=_RUNNER_HELP)
 @click.pass_context
-def run_command(ctx, model, epochs, accuracy_floor) -> None:
+def run_command(ctx, model, epochs, accuracy_floor, runner) -> None:
     """Run the TFX pipeline over the ingested examples: validate, train, evaluate by category and register a
     blessed model in MLflow as `champion`. Unchanged inputs reuse cached results; a killed run can be rerun.
     """
@@ -187,7 +239,7 @@ def run_command(ctx, model, epochs, accuracy_floor) -> None:
     from pipeline.runner import run_pipeline
 
     config = with_flags(config_of(ctx), {"training.model": model, "training.epochs": epochs,
-                                         "evaluation.accuracy_floor": accuracy_floor})
+                                         "evaluation.accuracy_floor": accuracy_floor, "beam.runner": runner})
     _ensure_services(config)
     result = run_pipeline(config, echo=click.echo)
     click.echo("\n" + terminal_summary(result.record))
@@ -266,7 +318,7 @@ def predict(ctx, images: tuple[str, ...], reference: str | None, top_k: int | No
 @click.option("--format", "output_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True,
               help="File format of the predictions.")
 @click.option("--model", "reference", default=None, help=_MODEL_HELP)
-@click.option("--runner", default=None, help="Beam runner: local, portable, dataflow, flink, spark [default: beam.runner].")
+@click.option("--runner", default=None, help=_RUNNER_HELP)
 @click.pass_context
 def batch_predict(ctx, input_uri: str, output_uri: str, output_format: str, reference: str | None,
                   runner: str | None) -> None:

@@ -64,19 +64,48 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class BeamConfig:
-    # local: Beam's in-process runner (FnApiRunner); portable: a Beam job service at job_endpoint
-    # (a Dataflow-like cluster, Flink or Spark job server); dataflow: Google Cloud Dataflow;
-    # flink, spark: Beam's Flink and Spark runners (their master given in extra_args). See core/beam.py.
+    # local: Beam's in-process runner (FnApiRunner); flink: the Flink cluster of `./places cluster up` (config.cluster);
+    # portable: a Beam job service at job_endpoint (a Flink or Spark job server run elsewhere); dataflow: Google
+    # Cloud Dataflow; spark: Beam's Spark runner (its master given in extra_args). See core/beam.py.
     runner: str = "local"
     # Parallel workers for the local runner; 0 means one per CPU core.
     workers: int = 0
     job_endpoint: str = "localhost:8099"
-    # portable, flink, spark: where the Python SDK workers run. LOOPBACK: in this process (a job server on this
-    # machine); EXTERNAL: a worker pool at environment_config (host:port); DOCKER: Beam's SDK container.
+    # portable, spark: where the Python SDK workers run (flink: always the cluster's worker pool). LOOPBACK: in
+    # this process (a job server on this machine); EXTERNAL: a worker pool at environment_config (host:port);
+    # DOCKER: Beam's SDK container.
     environment_type: str = "LOOPBACK"
     environment_config: str = ""
     # Extra Beam flags passed through unchanged, e.g. ["--region=europe-west1"].
     extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The Flink cluster `./places cluster up` starts for beam.runner = "flink" (see core/cluster.py)."""
+    # Flink TaskManagers started on this machine, each a JVM of its own.
+    taskmanagers: int = 2
+    # Two slots each, so that when one TaskManager dies its job restarts on the slots the others have left.
+    slots_per_taskmanager: int = 2
+    # Slots a job uses; 0 means one per TaskManager.
+    parallelism: int = 0
+    # Flink's total process memory per JVM. SDK workers (Python) run outside it, in the worker pool.
+    taskmanager_memory: str = "2048m"
+    jobmanager_memory: str = "1024m"
+    # Flink's REST API and web UI, and the JobManager's RPC port that TaskManagers register at.
+    rest_port: int = 8081
+    jobmanager_rpc_port: int = 6123
+    # Beam's Flink job server: the job API that pipelines are submitted to, and its artifact staging service.
+    job_port: int = 8099
+    artifact_port: int = 8098
+    # The SDK worker pool (Beam's EXTERNAL environment) the TaskManagers start Python workers from.
+    worker_pool_port: int = 50000
+    # An existing Flink cluster's REST address (host:port): `cluster up` then starts only the job server and the
+    # worker pool, and submits there. Empty: the local cluster that `cluster up` starts.
+    flink_master: str = ""
+    # How often Flink restarts a failed job (a lost TaskManager) before it gives up, and the pause between.
+    restart_attempts: int = 3
+    restart_delay_s: int = 5
 
 
 @dataclass(frozen=True)
@@ -122,6 +151,17 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    # Where TFX writes the pipeline's artifacts: any file system TFX reads (a local folder, one shared by the
+    # cluster's machines such as a mounted blob container or NFS share, gs://, s3://, hdfs://). Empty:
+    # <state_dir>/pipeline. The Trainer and the custom components read and write it through tfx.dsl.io.fileio.
+    root: str = ""
+    # ML Metadata, where TFX records runs and caches: empty for a sqlite file in the state folder, or
+    # "mysql://USER@HOST:PORT/DATABASE" with the password in $MLMD_MYSQL_PASSWORD (never in this config).
+    metadata: str = ""
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     # `./places serve` listens on 127.0.0.1 at this port.
     port: int = 8080
@@ -142,10 +182,12 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
 
     @property

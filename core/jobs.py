@@ -1,5 +1,6 @@
 """What the project's Beam jobs (ingestion, batch prediction) share: output staged and committed only when the job
-succeeded, a progress bar while the local runner runs the job here, and storage failures as one clear message.
+succeeded, a progress bar while the job runs (here, or on the Flink cluster), and storage or cluster failures as
+one clear message.
 
 A job writes under <output>/.staging-<job id>/ (`staged`); the driver, once the job succeeded, copies what it
 wants kept to its final names (`publish`) and writes its own commit point (a manifest, a summary) last. The
@@ -20,12 +21,16 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineState
 
-from core.beam import runs_locally
+from core.beam import FLINK, runs_locally
 from core.config import Config
 from core.console import progress
 from core.storage import Storage, StorageAuthError, StorageError, StorageUnreachable, join
 
 _LOGGER = logging.getLogger(__name__)
+# Items listed and processed, counted wherever the DoFns run: on a cluster they are the progress bar's source.
+_METRICS_NAMESPACE = "places"
+_LISTED = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "items_listed")
+_PROCESSED = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "items_processed")
 
 
 @dataclass(frozen=True)
@@ -65,14 +70,29 @@ def discard(storage: Storage, uri: str) -> None:
         _LOGGER.warning("could not delete %s, which a job wrote and nothing names; delete it by hand (%s)", uri, error)
 
 
+def pipeline_options(config: Config, job_name: str):
+    """Beam's options for one of this project's jobs: the runner's flags, and a job name the cluster shows."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from core.beam import beam_pipeline_args
+
+    return PipelineOptions([*beam_pipeline_args(config), f"--job_name={job_name}"])
+
+
 def run(config: Config, pipeline: beam.Pipeline, *, job: str, output_uri: str, error: type[Exception]) -> None:
-    """Run `pipeline` to the end; `error` (naming `job` and `output_uri`) where blob storage failed it or it did
-    not finish. Other failures propagate as the runner raised them."""
+    """Run `pipeline` to the end; `error` (naming `job` and `output_uri`) where blob storage failed it, the cluster
+    is not there, or it did not finish. Other failures propagate as the runner raised them."""
+    if config.beam.runner == FLINK:
+        from core import cluster
+
+        cluster.require_running(config)
     try:
         with _worker_errors_unlogged(config):
             state = pipeline.run().wait_until_finish()
     except Exception as failure:
         translated = _storage_failure(failure, job, output_uri, error)
+        if translated is None and config.beam.runner == FLINK:
+            translated = _cluster_failure(config, failure, job, output_uri, error)
         if translated is None:
             raise
         raise translated from None
@@ -109,6 +129,17 @@ def _storage_failure(failure: Exception, job: str, output_uri: str, error: type[
                          f"Nothing was written to {output_uri}; rerun when it is back")
         return error(match.group(1))
     return None
+
+
+def _cluster_failure(config: Config, failure: Exception, job: str, output_uri: str,
+                     error: type[Exception]) -> Exception:
+    """The `error` for a job that the Flink cluster failed (after its restarts), with the cause Flink gave."""
+    from core import cluster
+
+    cause = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return error(f"the {job} job failed on the Flink cluster: {cause[:500]}. Nothing was written to {output_uri}. "
+                 f"Flink's web UI ({cluster.web_ui(config)}) shows the job's exceptions, `./places cluster status` "
+                 f"whether every TaskManager is up (`./places cluster up` restarts missing ones); then rerun")
 
 
 def save_outcome(outcome, config: Config, uri: str) -> None:
@@ -164,6 +195,7 @@ class _LocalProgress:
                     del self._processed[job_id]
 
     def listed(self, job_id: str, count: int) -> None:
+        _LISTED.inc(count)
         with self._lock:
             bar = self._bars.get(job_id)
             if bar is not None:
@@ -171,6 +203,7 @@ class _LocalProgress:
                 bar.refresh()
 
     def processed(self, job_id: str) -> None:
+        _PROCESSED.inc()
         with self._lock:
             bar = self._bars.get(job_id)
             if bar is not None:
@@ -186,6 +219,43 @@ class _LocalProgress:
 LOCAL_PROGRESS = _LocalProgress()
 
 
-def local_progress_bar(config: Config, job_id: str, desc: str, unit: str) -> typing.ContextManager:
-    """A progress bar for the job while it runs in this process; nothing for a remote runner."""
-    return LOCAL_PROGRESS.showing(job_id, desc, unit) if runs_locally(config) else contextlib.nullcontext()
+def job_name(job: str, job_id: str) -> str:
+    return f"places-{job}-{job_id}"
+
+
+def progress_bar(config: Config, job: str, job_id: str, unit: str) -> typing.ContextManager:
+    """A progress bar for the job: fed by the DoFns when they run in this process, by the counters that Flink
+    collects from its workers when the job runs on the cluster; nothing for other remote runners."""
+    if runs_locally(config):
+        return LOCAL_PROGRESS.showing(job_id, job, unit)
+    if config.beam.runner == FLINK:
+        return _cluster_progress(config, job_name(job, job_id), job, unit)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _cluster_progress(config: Config, name: str, desc: str, unit: str):
+    from core import cluster
+
+    stopped = threading.Event()
+
+    def update(bar) -> None:
+        counters = cluster.job_counters(config, name, _METRICS_NAMESPACE)
+        if counters is not None:
+            bar.total = counters.get(_LISTED.metric_name.name) or None
+            bar.n = counters.get(_PROCESSED.metric_name.name, 0)
+            bar.refresh()
+
+    def follow(bar) -> None:
+        while not stopped.wait(1.0):
+            update(bar)
+
+    with progress(desc=desc, unit=unit) as bar:
+        follower = threading.Thread(target=follow, args=(bar,), daemon=True)
+        follower.start()
+        try:
+            yield
+        finally:
+            stopped.set()
+            follower.join()
+        update(bar)

@@ -31,7 +31,8 @@ class ServiceError(RuntimeError):
 class ServiceSpec:
     name: str
     description: str
-    port: int
+    # The port it listens on, checked free before it starts; None for a process that listens on none of its own.
+    port: int | None
     command: list[str]
     url: str
     # True when the thing answering on `port` is this service (not some other program on the same port).
@@ -41,6 +42,10 @@ class ServiceSpec:
     port_setting: str = ""
     # Runs just before the process starts (e.g. create the blob container the service writes to).
     prepare: typing.Callable[[], None] | None = None
+    # Further ports it listens on, also checked free before it starts.
+    other_ports: tuple[int, ...] = ()
+    # What to run when the executable is missing.
+    install_hint: str = "run ./places once to install, or `npm ci` in the project folder"
 
 
 @dataclass
@@ -184,16 +189,17 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool
     if record:
         stop(config, spec.name)
     host = config.services.host
-    if _port_in_use(host, spec.port):
-        if spec.is_healthy():
-            return None, False
-        raise ServiceError(
-            f"port {spec.port} on {host} is already in use by another program, so {spec.name} cannot start. "
-            f"Stop that program, or move {spec.name} to a free port with {spec.port_setting}.")
+    ports = [port for port in (spec.port, *spec.other_ports) if port is not None]
+    if spec.port is not None and _port_in_use(host, spec.port) and spec.is_healthy():
+        return None, False
+    for port in ports:
+        if _port_in_use(host, port):
+            raise ServiceError(
+                f"port {port} on {host} is already in use by another program, so {spec.name} cannot start. "
+                f"Stop that program, or move {spec.name} to a free port with {spec.port_setting}.")
     executable = spec.command[0]
     if os.path.sep in executable and not Path(executable).exists():
-        raise ServiceError(f"{spec.name} is not installed ({executable} is missing): run ./places once to install, "
-                           "or `npm ci` in the project folder")
+        raise ServiceError(f"{spec.name} is not installed ({executable} is missing): {spec.install_hint}")
     if spec.prepare is not None:
         spec.prepare()
     log_path = config.state_dir / "logs" / f"{spec.name}.log"
@@ -203,7 +209,7 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool
         log.flush()
         process = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=PROJECT_ROOT, env={**os.environ, **spec.env}, start_new_session=True)
-    record = ServiceRecord(spec.name, process.pid, spec.port, spec.url, str(log_path), time.time())
+    record = ServiceRecord(spec.name, process.pid, spec.port or 0, spec.url, str(log_path), time.time())
     _write_record(config, record)
     deadline = time.monotonic() + config.services.start_timeout_s
     while time.monotonic() < deadline:
@@ -279,9 +285,19 @@ def down(config: Config, names: typing.Iterable[str] | None = None,
             report(f"{spec.name:<8} was not running")
 
 
-def status(config: Config) -> list[dict]:
+def recorded(config: Config) -> list[str]:
+    """The names of the services this state folder has a record of."""
+    return sorted(path.stem for path in _records_dir(config).glob("*.json"))
+
+
+def recorded_pid(config: Config, name: str) -> int | None:
+    record = _read_record(config, name)
+    return record.pid if record else None
+
+
+def status(config: Config, specs: list[ServiceSpec] | None = None) -> list[dict]:
     rows = []
-    for spec in service_specs(config):
+    for spec in service_specs(config) if specs is None else specs:
         record = _read_record(config, spec.name)
         if record is None:
             state = "running (not started by ./places)" if spec.is_healthy() else "stopped"

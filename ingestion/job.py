@@ -30,13 +30,11 @@ from pathlib import Path
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 import data_schema
 from core import jobs
-from core.beam import beam_pipeline_args
 from core.config import Config
 from core.jobs import LOCAL_PROGRESS
 from core.storage import Storage, canonical, join
@@ -69,7 +67,7 @@ def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto"
     tasks = layouts.listing_tasks(storage, input_uri, layout)
     storage.ensure_container(output_uri)
     with jobs.staged(storage, output_uri) as staging:
-        with jobs.local_progress_bar(config, staging.job_id, "ingest", "image"):
+        with jobs.progress_bar(config, "ingest", staging.job_id, "image"):
             _run_job(config, tasks, classes, staging.uri, staging.job_id, output_uri)
         tally = Tally.from_json(storage.read_text(join(staging.uri, TALLY_FILE)))
         if not tally.accepted:
@@ -261,7 +259,7 @@ def _example(image: images.TrainingImage, category: int, listed: layouts.ListedF
 
 def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[str, ...], staging_uri: str,
              job_id: str, output_uri: str) -> None:
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_pipeline_args(config)))
+    pipeline = beam.Pipeline(options=jobs.pipeline_options(config, jobs.job_name("ingest", job_id)))
     listed = (pipeline
               | "Listing tasks" >> beam.Create(tasks)
               | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(_OUTCOMES, main="images"))

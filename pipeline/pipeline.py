@@ -7,6 +7,7 @@ LocalDagRunner with Beam's local runner, or with its Beam work sent to a cluster
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +38,41 @@ class PipelineInputs:
     mlflow_run_id: str
 
 
-def pipeline_root(config: Config) -> Path:
+MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
+
+
+def pipeline_root(config: Config) -> str:
+    """Where the artifacts go: config.pipeline.root, or the state folder's pipeline/."""
+    return config.pipeline.root or str(local_pipeline_folder(config))
+
+
+def local_pipeline_folder(config: Config) -> Path:
+    """This machine's own files of the pipeline: the run lock, curated schemas, the default ML Metadata file."""
     return config.state_dir / "pipeline"
 
 
-def metadata_path(config: Config) -> Path:
-    return pipeline_root(config) / "metadata.sqlite"
+def metadata_connection(config: Config):
+    """ML Metadata's connection for config.pipeline.metadata: a sqlite file here, or a MySQL server."""
+    from urllib.parse import urlparse
+
+    from ml_metadata.proto import metadata_store_pb2
+
+    from core.config import ConfigError
+
+    if not config.pipeline.metadata:
+        return tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(local_pipeline_folder(config) / "metadata.sqlite"))
+    address = urlparse(config.pipeline.metadata)
+    if address.scheme != "mysql" or not address.hostname or not address.path.strip("/"):
+        raise ConfigError(f"pipeline.metadata is '{config.pipeline.metadata}'; leave it empty for sqlite or use "
+                          "mysql://USER@HOST:PORT/DATABASE (password in $MLMD_MYSQL_PASSWORD)")
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.mysql.host = address.hostname
+    connection.mysql.port = address.port or 3306
+    connection.mysql.database = address.path.strip("/")
+    connection.mysql.user = address.username or ""
+    connection.mysql.password = os.environ.get(MYSQL_PASSWORD_ENV, "")
+    return connection
 
 
 def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
@@ -95,9 +125,8 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
 
     return tfx.dsl.Pipeline(
         pipeline_name=PIPELINE_NAME,
-        pipeline_root=str(pipeline_root(config)),
+        pipeline_root=pipeline_root(config),
         components=components,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(metadata_path(config))),
+        metadata_connection_config=metadata_connection(config),
         enable_cache=True,
         beam_pipeline_args=beam_pipeline_args(config))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -12,19 +10,20 @@ STATES = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execu
           metadata_store_pb2.Execution.FAILED: "failed", metadata_store_pb2.Execution.RUNNING: "running"}
 
 
-def _store(metadata_file: Path) -> metadata_store.MetadataStore:
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = str(metadata_file)
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(connection)
+def _store(connection: metadata_store_pb2.ConnectionConfig) -> metadata_store.MetadataStore:
+    read_only = metadata_store_pb2.ConnectionConfig()
+    read_only.CopyFrom(connection)
+    if read_only.HasField("sqlite"):
+        read_only.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(read_only)
 
 
-def latest_run(metadata_file: Path) -> tuple[str, dict[str, str], dict[str, dict[str, str]]]:
+def latest_run(connection: metadata_store_pb2.ConnectionConfig) -> tuple[str, dict[str, str], dict[str, dict[str, str]]]:
     """(TFX run id, {node: "ran"|"cached"|...}, {node: {output key: artifact URI}}) of the newest run."""
-    store = _store(metadata_file)
+    store = _store(connection)
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
-        raise LookupError(f"{metadata_file} records no pipeline run yet")
+        raise LookupError("ML Metadata records no pipeline run yet")
     run = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
     node_type = store.get_context_type("node").id
     states: dict[str, str] = {}

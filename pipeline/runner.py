@@ -21,11 +21,13 @@ from pathlib import Path
 
 from components.trainer import HISTORY_FILE
 from components.validation_gate.executor import DataValidationFailed
+from core import cluster
+from core.beam import FLINK
 from core.config import Config
 from core.storage import Storage
 from data_schema import curated_schema, resolve_classes
 from ingestion.manifest import IngestError, read_manifest
-from pipeline.pipeline import PipelineInputs, create_pipeline, metadata_path, pipeline_root
+from pipeline.pipeline import PipelineInputs, create_pipeline, local_pipeline_folder, metadata_connection
 from pipeline.report import RunRecord, collect, terminal_summary, write_report
 from pipeline.run_outputs import latest_run
 from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
@@ -50,7 +52,7 @@ def write_curated_schema(config: Config, classes: tuple[str, ...]) -> str:
     from google.protobuf import text_format
 
     text = text_format.MessageToString(curated_schema(classes))
-    folder = pipeline_root(config) / "curated-schemas" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = local_pipeline_folder(config) / "curated-schemas" / hashlib.sha256(text.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "schema.pbtxt"
     if not path.exists():
@@ -62,12 +64,12 @@ def write_curated_schema(config: Config, classes: tuple[str, ...]) -> str:
 @contextlib.contextmanager
 def exclusive_run(config: Config):
     """One pipeline run at a time per state folder: two would interleave their ML Metadata."""
-    pipeline_root(config).mkdir(parents=True, exist_ok=True)
-    with open(pipeline_root(config) / ".run.lock", "w") as lock:
+    local_pipeline_folder(config).mkdir(parents=True, exist_ok=True)
+    with open(local_pipeline_folder(config) / ".run.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PipelineError(f"another `./places run` is using {pipeline_root(config)}; wait for it to finish") from None
+            raise PipelineError(f"another `./places run` is using {local_pipeline_folder(config)}; wait for it to finish") from None
         yield
 
 
@@ -132,6 +134,8 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
     from tfx import v1 as tfx
 
     with exclusive_run(config):
+        if config.beam.runner == FLINK:
+            cluster.require_running(config)
         examples_uri = config.uri(config.data.examples_uri)
         manifest = read_manifest(Storage.from_config(config), examples_uri)
         configured = resolve_classes(config.data.classes)
@@ -163,10 +167,15 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
         except KeyboardInterrupt:
             tracking.finish(run_id, "KILLED")
             raise
-        except Exception:
+        except Exception as failure:
             tracking.finish(run_id, "FAILED")
+            if config.beam.runner == FLINK and "failed in state" in str(failure):
+                raise PipelineError(
+                    f"a component's Beam job failed on the Flink cluster: {str(failure).splitlines()[0][:500]}. "
+                    f"Flink's web UI ({cluster.web_ui(config)}) shows its exceptions; fix the cause (`./places cluster "
+                    "up` restarts missing TaskManagers) and run again: finished components are reused") from None
             raise
-        tfx_run_id, states, outputs = latest_run(metadata_path(config))
+        tfx_run_id, states, outputs = latest_run(metadata_connection(config))
         record = RunRecord(
             mlflow_run_id=run_id, run_url=tracking.run_url(run_id),
             started=started_at.isoformat(timespec="seconds"), outcome="", message="",

@@ -34,12 +34,10 @@ import apache_beam as beam
 import numpy as np
 import orjson
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from core import jobs
-from core.beam import beam_pipeline_args
 from core.errors import UserError
 from core.config import Config
 from core.console import table
@@ -158,7 +156,7 @@ def batch_predict(config: Config, input_uri: str, output_uri: str, output_format
     model = load(config, reference)
     storage.ensure_container(output_uri)
     with jobs.staged(storage, output_uri) as staging:
-        with jobs.local_progress_bar(config, staging.job_id, "batch-predict", "image"):
+        with jobs.progress_bar(config, "batch-predict", staging.job_id, "image"):
             _run_job(config, model, input_uri, output_uri, output_format, staging)
         outcome = Outcome.from_json(storage.read_text(join(staging.uri, OUTCOME_FILE)))
         if not outcome.predicted:
@@ -312,7 +310,7 @@ def _json_lines(items: list[dict]) -> bytes:
 
 def _run_job(config: Config, model: SceneModel, input_uri: str, output_uri: str, output_format: str,
              staging: jobs.Staging) -> None:
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_pipeline_args(config)))
+    pipeline = beam.Pipeline(options=jobs.pipeline_options(config, jobs.job_name("batch-predict", staging.job_id)))
     listed = (pipeline
               | "Input" >> beam.Create([input_uri])
               | "List files" >> beam.ParDo(_ListImages(config, staging.job_id)).with_outputs(_OUTCOMES, main="images"))

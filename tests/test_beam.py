@@ -22,8 +22,15 @@ def test_portable_names_the_job_service_and_the_worker_pool():
                                           "--max_num_workers=4"]
 
 
-@pytest.mark.parametrize("runner, flag", [("dataflow", "--runner=DataflowRunner"), ("flink", "--runner=FlinkRunner"),
-                                          ("spark", "--runner=SparkRunner")])
+def test_flink_sends_jobs_to_the_cluster_job_server_with_its_worker_pool_never_docker():
+    config = apply(Config(), {"beam.runner": "flink", "cluster.job_port": "18099", "cluster.worker_pool_port": "15000",
+                              "cluster.taskmanagers": "3"})
+    assert beam_pipeline_args(config) == ["--runner=PortableRunner", "--job_endpoint=127.0.0.1:18099",
+                                          "--environment_type=EXTERNAL", "--environment_config=127.0.0.1:15000",
+                                          "--sdk_worker_parallelism=1", "--parallelism=3"]
+
+
+@pytest.mark.parametrize("runner, flag", [("dataflow", "--runner=DataflowRunner"), ("spark", "--runner=SparkRunner")])
 def test_cluster_runners_are_named(runner, flag):
     assert beam_pipeline_args(apply(Config(), {"beam.runner": runner}))[0] == flag
 

@@ -1,13 +1,17 @@
 """Bring one committed ingestion (manifest + TFRecord shards in blob storage) into a TFX Examples artifact.
 
 tf.io.gfile cannot read azfs://, so TFX's stock ExampleGen cannot read the blobs; this copies the shards
-the manifest names into the artifact's split folders, which every downstream component reads locally.
+the manifest names into the artifact's split folders, which every downstream component reads. The artifact is
+written through tfx.dsl.io.fileio, so the pipeline root may be on any file system TFX can use.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+
+from tfx.dsl.io import fileio
 
 from core.storage import Storage, join
 from ingestion.manifest import SPLITS, IngestError, Manifest, read_manifest, split_folder
@@ -26,24 +30,28 @@ def import_examples(storage: Storage, examples_uri: str, expected_content_hash: 
             f"the data at {examples_uri} changed while the pipeline ran (content hash {manifest.content_hash[:16]}, "
             f"expected {expected_content_hash[:16]}): run `./places run` again to use the new data")
     for split in SPLITS:
-        (Path(artifact_dir) / split_folder(split)).mkdir(parents=True, exist_ok=True)
+        fileio.makedirs(os.path.join(artifact_dir, split_folder(split)))
 
     def copy(shard: str) -> None:
-        # write_bytes writes whole or not at all: a half-copied shard must never look like data.
-        storage.write_bytes(str(Path(artifact_dir) / shard), storage.read_bytes(join(manifest.data_uri, shard)))
+        target = os.path.join(artifact_dir, shard)
+        # Written beside its name, then renamed: a half-copied shard must never look like data.
+        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.partial")
+        with fileio.open(partial, "wb") as output:
+            output.write(storage.read_bytes(join(manifest.data_uri, shard)))
+        fileio.rename(partial, target, overwrite=True)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(copy, manifest.shards))
     for split in SPLITS:
-        folder = Path(artifact_dir) / split_folder(split)
-        if not any(folder.iterdir()):
+        folder = os.path.join(artifact_dir, split_folder(split))
+        if not fileio.listdir(folder):
             # An empty split stays visible to validation (zero examples is an anomaly there), not a crash here.
-            _write_empty_tfrecord(folder / "data-00000-of-00001.tfrecord.gz")
+            _write_empty_tfrecord(os.path.join(folder, "data-00000-of-00001.tfrecord.gz"))
     return manifest
 
 
-def _write_empty_tfrecord(path: Path) -> None:
+def _write_empty_tfrecord(path: str) -> None:
     import tensorflow as tf
 
-    with tf.io.TFRecordWriter(str(path), options="GZIP"):
+    with tf.io.TFRecordWriter(path, options="GZIP"):
         pass

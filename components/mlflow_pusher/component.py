@@ -4,9 +4,10 @@
 
 import dataclasses
 import json
-from pathlib import Path
+import os
 
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.types.standard_artifacts import Model, ModelBlessing, ModelEvaluation, PushedModel
 from tfx.utils import path_utils
 
@@ -33,8 +34,9 @@ def MlflowPusher(model: tfx.dsl.components.InputArtifact[Model],
                   blessed=bool(model_blessing.get_int_custom_property("blessed")),
                   not_blessed_reason="; ".join(summary.failures) or "see the evaluation", tracking_uri=tracking_uri,
                   model_name=model_name, mlflow_run_id=mlflow_run_id, tags=tags)
-    Path(pushed_model.uri).mkdir(parents=True, exist_ok=True)
-    (Path(pushed_model.uri) / PUSH_RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result)))
+    fileio.makedirs(pushed_model.uri)
+    with fileio.open(os.path.join(pushed_model.uri, PUSH_RESULT_FILE), "w") as written:
+        written.write(json.dumps(dataclasses.asdict(result)))
     pushed_model.set_int_custom_property("pushed", int(result.pushed))
     pushed_model.set_string_custom_property("pushed_destination", result.destination)
     pushed_model.set_string_custom_property("reason", result.reason)

@@ -7,11 +7,10 @@ failure before the Trainer, naming each anomaly, its split and feature.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.dsl.io import fileio
 
 # ExampleValidator writes one of these per split folder (tfx.components.example_validator.executor).
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -31,9 +30,10 @@ class Anomaly:
 def read_anomalies(anomalies_dir: str) -> list[Anomaly]:
     """Every anomaly under an ExampleAnomalies artifact folder, split by split."""
     found = []
-    for split_dir in sorted(Path(anomalies_dir).glob("Split-*")):
-        split = split_dir.name[len("Split-"):]
-        anomalies = anomalies_pb2.Anomalies.FromString((split_dir / ANOMALIES_FILE).read_bytes())
+    for split_dir in sorted(fileio.glob(os.path.join(anomalies_dir, "Split-*"))):
+        split = os.path.basename(split_dir.rstrip("/"))[len("Split-"):]
+        with fileio.open(os.path.join(split_dir, ANOMALIES_FILE), "rb") as serialized:
+            anomalies = anomalies_pb2.Anomalies.FromString(serialized.read())
         for feature, info in sorted(anomalies.anomaly_info.items()):
             found.append(Anomaly(split, feature, _describe(info)))
         if anomalies.HasField("dataset_anomaly_info"):
@@ -59,6 +59,6 @@ def check(anomalies_dir: str, schema_dir: str, validated_schema_dir: str) -> Non
             "before training:\n" + "\n".join(lines) +
             f"\nanomalies: {anomalies_dir}\nFix the data (or data_schema/schema.pbtxt if the data is right), "
             "ingest again and rerun; `./places inspect` renders the validation report.")
-    os.makedirs(validated_schema_dir, exist_ok=True)
-    for schema_file in Path(schema_dir).iterdir():
-        shutil.copy(schema_file, validated_schema_dir)
+    fileio.makedirs(validated_schema_dir)
+    for name in fileio.listdir(schema_dir):
+        fileio.copy(os.path.join(schema_dir, name), os.path.join(validated_schema_dir, name), overwrite=True)
