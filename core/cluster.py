@@ -192,12 +192,16 @@ def _rest_or_none(config: Config, path: str) -> typing.Any:
 
 
 def taskmanager_ids(config: Config) -> list[str]:
+    """The TaskManagers registered with the JobManager whose slots it counts."""
     answer = _rest_or_none(config, "/taskmanagers")
-    return sorted(item["id"] for item in answer["taskmanagers"]) if answer else []
+    return sorted(item["id"] for item in answer["taskmanagers"] if item.get("slotsNumber")) if answer else []
+
+
+_TASKMANAGER_PREFIX = "flink-taskmanager-"
 
 
 def _taskmanager_name(index: int) -> str:
-    return f"flink-taskmanager-{index}"
+    return f"{_TASKMANAGER_PREFIX}{index}"
 
 
 def _flink_env(config: Config) -> dict[str, str]:
@@ -328,32 +332,56 @@ def up(config: Config, report: typing.Callable[[str], None] = print) -> None:
     # Two groups, each started together: the JobManager and the worker pool (whose imports take a while), then
     # what needs the JobManager. Each JVM takes seconds to start.
     first = (JOBMANAGER, WORKER_POOL)
+    started_now: list[str] = []
     for group in ([spec for spec in specs if spec.name in first], [spec for spec in specs if spec.name not in first]):
         if not group:
             continue
         with ThreadPoolExecutor(max_workers=len(group)) as pool:
-            results = list(pool.map(lambda spec: services.start(config, spec), group))
-        for spec, (record, started_now) in zip(group, results):
+            futures = [pool.submit(services.start, config, spec) for spec in group]
+        failures = [future.exception() for future in futures if future.exception() is not None]
+        started_now += [spec.name for spec, future in zip(group, futures)
+                        if future.exception() is None and future.result()[1]]
+        if failures:
+            # What this call started goes again: a cluster is either up or left as it was.
+            for name in reversed(started_now):
+                services.stop(config, name)
+            raise failures[0]
+        for spec, future in zip(group, futures):
+            record, new = future.result()
             if record is None:
                 report(f"{spec.name:<20} running  {spec.url}   (not started by ./places, left as is)")
             else:
-                report(f"{spec.name:<20} {'started' if started_now else 'running'}  pid {record.pid:<7} {spec.url}")
+                report(f"{spec.name:<20} {'started' if new else 'running'}  pid {record.pid:<7} {spec.url}")
+    if not config.cluster.flink_master:
+        _wait_for_slots(config)
     report(f"cluster up in {time.monotonic() - started:.1f} s; web UI {web_ui(config)}")
 
 
+def _wait_for_slots(config: Config) -> None:
+    """Until the JobManager counts every TaskManager's slots (a TaskManager reports them just after registering)."""
+    expected = config.cluster.taskmanagers * config.cluster.slots_per_taskmanager
+    deadline = time.monotonic() + config.services.start_timeout_s
+    while time.monotonic() < deadline:
+        if (_rest_or_none(config, "/overview") or {}).get("slots-total", 0) >= expected:
+            return
+        time.sleep(0.25)
+    raise ClusterError(f"the JobManager at {web_ui(config)} counts fewer than the {expected} slots of "
+                       f"{config.cluster.taskmanagers} TaskManagers after {config.services.start_timeout_s} s; "
+                       f"see {config.state_dir / 'logs'}/flink-taskmanager-*.log")
+
+
 def down(config: Config, report: typing.Callable[[str], None] = print) -> None:
-    """Stop the processes `up` started, job server first, and nothing else."""
-    names = [spec.name for spec in _specs(config)]
-    # TaskManagers beyond today's cluster.taskmanagers, left by an `up` with a larger setting.
-    names += [name for name in services.recorded(config) if name.startswith("flink-taskmanager-") and name not in names]
-    for name in reversed(names):
+    """Stop the processes `up` started, job server first, JobManager last, and nothing else."""
+    recorded = services.recorded(config)
+    taskmanagers = sorted(name for name in recorded if name.startswith(_TASKMANAGER_PREFIX))
+    for name in [JOB_SERVER, WORKER_POOL, *reversed(taskmanagers), JOBMANAGER]:
         pid = services.recorded_pid(config, name)
         if services.stop(config, name):
             report(f"{name:<20} stopped  (pid {pid})")
 
 
 def processes(config: Config) -> list[dict]:
-    return [row for row in services.status(config, _specs(config))]
+    return services.status(config, _specs(config))
 
 
 def status(config: Config) -> dict:
