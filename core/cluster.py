@@ -22,6 +22,7 @@ apache-flink-libraries and the scripts and configuration of the wheel apache-fli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,6 @@ FLINK_VERSION = "1.19.3"
 BEAM_JOB_SERVER_VERSION = "2.62.0"
 INSTALL_DIR = PROJECT_ROOT / ".cluster"
 JOB_SERVER_SOURCE = Path(__file__).resolve().parent / "flink_job_server"
-JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
 
 JOBMANAGER = "flink-jobmanager"
 WORKER_POOL = "sdk-worker-pool"
@@ -67,6 +67,7 @@ def job_server_jar() -> Path:
     return INSTALL_DIR / f"beam-flink-job-server-{BEAM_JOB_SERVER_VERSION}-{_job_server_source_hash()}.jar"
 
 
+@functools.lru_cache(maxsize=1)
 def _job_server_source_hash() -> str:
     """Changes when the job server's pom or Java source does, so an edited one is rebuilt."""
     digest = hashlib.sha256()
@@ -228,14 +229,6 @@ def _job_server_answers(config: Config) -> bool:
         channel.close()
 
 
-def _port_answers(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex((host, port)) == 0
-
-
 def _specs(config: Config) -> list[services.ServiceSpec]:
     """Every process of the cluster, in the order `up` starts them."""
     cluster, host = config.cluster, config.services.host
@@ -259,15 +252,14 @@ def _specs(config: Config) -> list[services.ServiceSpec]:
                 # Healthy once registered with the JobManager, so `up` returns with every slot usable.
                 is_healthy=lambda resource_id=resource_id: resource_id in taskmanager_ids(config),
                 env=_flink_env(config)))
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     specs.append(services.ServiceSpec(
         name=WORKER_POOL, description="Beam SDK worker pool (Python workers for the TaskManagers)",
         port=cluster.worker_pool_port,
         command=[sys.executable, "-m", "core.worker_pool", "--host", host, "--port", str(cluster.worker_pool_port)],
         url=f"{host}:{cluster.worker_pool_port}",
-        is_healthy=lambda: _port_answers(host, cluster.worker_pool_port),
+        is_healthy=lambda: services.port_in_use(host, cluster.worker_pool_port),
         # The workers run `python` from PATH: this project's virtual environment, with its code importable.
-        env=_worker_env(config, environment), port_setting="cluster.worker_pool_port"))
+        env=_worker_env(config), port_setting="cluster.worker_pool_port"))
     specs.append(services.ServiceSpec(
         name=JOB_SERVER, description=f"Beam {BEAM_JOB_SERVER_VERSION} Flink job server (Beam's job API)",
         port=cluster.job_port, other_ports=(cluster.artifact_port,),
@@ -280,12 +272,12 @@ def _specs(config: Config) -> list[services.ServiceSpec]:
     return specs
 
 
-def _worker_env(config: Config, environment: dict[str, str]) -> dict[str, str]:
+def _worker_env(config: Config) -> dict[str, str]:
     from core import storage
 
-    pythonpath = os.pathsep.join(filter(None, [str(PROJECT_ROOT), environment.get("PYTHONPATH", "")]))
-    return {"PATH": environment["PATH"], "PYTHONPATH": pythonpath, "PLACES_ROOT": str(PROJECT_ROOT),
-            storage.CONNECTION_STRING_ENV: storage.connection_string(config)}
+    return {"PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+            "PLACES_ROOT": str(PROJECT_ROOT), storage.CONNECTION_STRING_ENV: storage.connection_string(config)}
 
 
 def _write_flink_config(config: Config) -> None:
@@ -380,17 +372,12 @@ def down(config: Config, report: typing.Callable[[str], None] = print) -> None:
             report(f"{name:<20} stopped  (pid {pid})")
 
 
-def processes(config: Config) -> list[dict]:
-    return services.status(config, _specs(config))
-
-
 def status(config: Config) -> dict:
     """What `cluster status` shows: processes, TaskManagers, slots, and the jobs Flink knows."""
     overview = _rest_or_none(config, "/overview")
-    jobs = (_rest_or_none(config, "/jobs/overview") or {}).get("jobs", [])
     return {"web_ui": web_ui(config), "answers": overview is not None, "overview": overview or {},
-            "taskmanagers": taskmanager_ids(config), "processes": processes(config),
-            "jobs": sorted(jobs, key=lambda job: -job["start-time"])}
+            "taskmanagers": taskmanager_ids(config), "processes": services.status(config, _specs(config)),
+            "jobs": jobs(config) if overview is not None else []}
 
 
 def require_running(config: Config) -> None:
@@ -405,6 +392,14 @@ def require_running(config: Config) -> None:
 def jobs(config: Config) -> list[dict]:
     """Flink's jobs, newest first: jid, name, state, start-time, duration."""
     return sorted(rest(config, "/jobs/overview")["jobs"], key=lambda job: -job["start-time"])
+
+
+def job_failed(config: Config, what: str, failure: Exception) -> str:
+    """The first sentences of the error for `what` failing on the cluster: Flink's cause, and where to look."""
+    cause = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return (f"{what} failed on the Flink cluster: {cause[:500]}. Flink's web UI ({web_ui(config)}) shows its "
+            "exceptions, `./places cluster status` whether every TaskManager is up (`./places cluster up` restarts "
+            "missing ones)")
 
 
 _USER_COUNTER = "beam:metric:user:sum_int64:v1"

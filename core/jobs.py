@@ -136,10 +136,8 @@ def _cluster_failure(config: Config, failure: Exception, job: str, output_uri: s
     """The `error` for a job that the Flink cluster failed (after its restarts), with the cause Flink gave."""
     from core import cluster
 
-    cause = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-    return error(f"the {job} job failed on the Flink cluster: {cause[:500]}. Nothing was written to {output_uri}. "
-                 f"Flink's web UI ({cluster.web_ui(config)}) shows the job's exceptions, `./places cluster status` "
-                 f"whether every TaskManager is up (`./places cluster up` restarts missing ones); then rerun")
+    return error(f"{cluster.job_failed(config, f'the {job} job', failure)}. Nothing was written to {output_uri}; "
+                 "rerun when the cause is fixed")
 
 
 def save_outcome(outcome, config: Config, uri: str) -> None:

@@ -164,7 +164,8 @@ def process_alive(pid: int) -> bool:
         return True
 
 
-def _port_in_use(host: str, port: int) -> bool:
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         return probe.connect_ex((host, port)) == 0
@@ -190,10 +191,10 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool
         stop(config, spec.name)
     host = config.services.host
     ports = [port for port in (spec.port, *spec.other_ports) if port is not None]
-    if spec.port is not None and _port_in_use(host, spec.port) and spec.is_healthy():
+    if spec.port is not None and port_in_use(host, spec.port) and spec.is_healthy():
         return None, False
     for port in ports:
-        if _port_in_use(host, port):
+        if port_in_use(host, port):
             raise ServiceError(
                 f"port {port} on {host} is already in use by another program, so {spec.name} cannot start. "
                 f"Stop that program, or move {spec.name} to a free port with {spec.port_setting}.")

@@ -120,12 +120,10 @@ def serve(host: str, port: int) -> None:
 
 
 def _endpoint_open(url: str) -> bool:
-    import socket
+    from core.services import port_in_use
 
     host, _, port = url.rpartition(":")
-    with socket.socket() as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex((host, int(port))) == 0
+    return port_in_use(host, int(port))
 
 
 def _stop(process: multiprocessing.Process) -> None:

@@ -170,10 +170,8 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
         except Exception as failure:
             tracking.finish(run_id, "FAILED")
             if config.beam.runner == FLINK and "failed in state" in str(failure):
-                raise PipelineError(
-                    f"a component's Beam job failed on the Flink cluster: {str(failure).splitlines()[0][:500]}. "
-                    f"Flink's web UI ({cluster.web_ui(config)}) shows its exceptions; fix the cause (`./places cluster "
-                    "up` restarts missing TaskManagers) and run again: finished components are reused") from None
+                what = cluster.job_failed(config, "a component's Beam job", failure)
+                raise PipelineError(f"{what}. Run again when the cause is fixed: finished components are reused") from None
             raise
         tfx_run_id, states, outputs = latest_run(metadata_connection(config))
         record = RunRecord(
