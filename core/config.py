@@ -148,6 +148,9 @@ class EvaluationConfig:
     accuracy_floor: float = 0.5
     # ...and no lower than the champion's minus this much (0: no regression at all).
     max_regression: float = 0.0
+    # The overall metric both checks apply to: "top1" (the most probable class is right) or "top5" (the right
+    # class is among the 5 most probable; needs more than 5 classes).
+    blessing_metric: typing.Literal["top1", "top5"] = "top1"
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,10 @@ def _set(obj, path: list[str], value, dotted: str):
 
 def _coerce(value, hint, dotted: str):
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"setting '{dotted}' takes one of {', '.join(typing.get_args(hint))}, got '{value}'")
+        return value
     try:
         if hint is bool:
             if isinstance(value, bool):

@@ -111,7 +111,8 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=champion.outputs["result"] if champion else None,
-        eval_config=build_eval_config(config.evaluation, with_champion=champion is not None))
+        eval_config=build_eval_config(config.evaluation, with_champion=champion is not None,
+                                      num_classes=len(inputs.class_names)))
     pusher = MlflowPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

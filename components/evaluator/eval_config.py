@@ -1,27 +1,41 @@
-"""The Evaluator's TFMA configuration: accuracy overall and by category, and what it takes to be blessed."""
+"""The Evaluator's TFMA configuration: top-1 and top-5 accuracy overall and by category, and what it takes to be
+blessed."""
 
 from __future__ import annotations
 
+import json
+
 import tensorflow_model_analysis as tfma
 
-from core.config import EvaluationConfig
+from core.config import ConfigError, EvaluationConfig
 from data_schema import LABEL_KEY, LABEL_NAME_KEY
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 ACCURACY = "sparse_categorical_accuracy"
+TOP5_ACCURACY = "top5_accuracy"
+# With 5 classes or fewer every label is among the 5 most probable: top-5 accuracy would always be 1.0, so it is
+# not computed and the report shows "-".
+TOP5_NEEDS_MORE_THAN = 5
+# evaluation.blessing_metric -> the TFMA metric its thresholds apply to.
+BLESSING_METRICS = {"top1": ACCURACY, "top5": TOP5_ACCURACY}
 # The exported signature that takes serialized tf.Examples (components/trainer/export.py).
 EXAMPLES_SIGNATURE = "predict_examples"
 PREDICTION_KEY = "probabilities"
 OVERALL = tfma.SlicingSpec()
 
 
-def build_eval_config(evaluation: EvaluationConfig, with_champion: bool) -> tfma.EvalConfig:
-    """Blessing needs overall accuracy >= the floor and, when a champion exists, no regression against it.
+def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_classes: int) -> tfma.EvalConfig:
+    """Blessing needs the overall evaluation.blessing_metric >= the floor and, when a champion exists, no
+    regression against it.
 
     The thresholds are per-slice thresholds on the overall slice only: a MetricConfig `threshold` would
     apply to every category's slice too, and one weak category would veto the whole model.
     """
+    with_top5 = num_classes > TOP5_NEEDS_MORE_THAN
+    if evaluation.blessing_metric == "top5" and not with_top5:
+        raise ConfigError(f"evaluation.blessing_metric is 'top5' but there are only {num_classes} classes, so every "
+                          f"model's top-5 accuracy is 100 %: set evaluation.blessing_metric = \"top1\"")
     model_specs = [tfma.ModelSpec(name=CANDIDATE, signature_name=EXAMPLES_SIGNATURE, label_key=LABEL_KEY,
                                   prediction_key=PREDICTION_KEY)]
     threshold = tfma.MetricThreshold(
@@ -33,12 +47,17 @@ def build_eval_config(evaluation: EvaluationConfig, with_champion: bool) -> tfma
         threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -evaluation.max_regression - 1e-9}))
-    accuracy = tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
-        tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL], threshold=threshold)])
+    blessed_by = BLESSING_METRICS[evaluation.blessing_metric]
+
+    def thresholds(metric: str) -> list[tfma.PerSliceMetricThreshold]:
+        return [tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL], threshold=threshold)] if metric == blessed_by else []
+
+    metrics = [tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=thresholds(ACCURACY))]
+    if with_top5:
+        metrics.append(tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy",
+                                         config=json.dumps({"k": 5, "name": TOP5_ACCURACY}),
+                                         per_slice_thresholds=thresholds(TOP5_ACCURACY)))
     return tfma.EvalConfig(
         model_specs=model_specs,
         slicing_specs=[OVERALL, tfma.SlicingSpec(feature_keys=[LABEL_NAME_KEY])],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            accuracy,
-            tfma.MetricConfig(class_name="ExampleCount"),
-        ])])
+        metrics_specs=[tfma.MetricsSpec(metrics=[*metrics, tfma.MetricConfig(class_name="ExampleCount")])])

@@ -6,16 +6,20 @@ from dataclasses import dataclass, field
 
 import tensorflow_model_analysis as tfma
 
-from components.evaluator.eval_config import ACCURACY, CANDIDATE, CHAMPION
+from components.evaluator.eval_config import ACCURACY, CANDIDATE, CHAMPION, TOP5_ACCURACY
 from data_schema import LABEL_NAME_KEY
 
 
 @dataclass
 class ModelEvaluation:
+    # Top-1: the most probable class is the true one.
     accuracy: float
     examples: int
-    # class key -> accuracy within that class (its recall) and how many eval examples it had.
+    # The true class is among the 5 most probable; None with 5 classes or fewer (eval_config.TOP5_NEEDS_MORE_THAN).
+    top5_accuracy: float | None = None
+    # class key -> top-1 accuracy within that class (its recall), top-5 likewise, and how many eval examples it had.
     accuracy_by_class: dict[str, float] = field(default_factory=dict)
+    top5_accuracy_by_class: dict[str, float | None] = field(default_factory=dict)
     examples_by_class: dict[str, int] = field(default_factory=dict)
 
 
@@ -39,13 +43,14 @@ def _value(metrics: dict, name: str) -> float | None:
 def _model_evaluation(result) -> ModelEvaluation:
     evaluation = ModelEvaluation(accuracy=float("nan"), examples=0)
     for slice_key, metrics in result.slicing_metrics:
-        accuracy, examples = _value(metrics, ACCURACY), _value(metrics, "example_count")
+        accuracy, top5, examples = (_value(metrics, name) for name in (ACCURACY, TOP5_ACCURACY, "example_count"))
         if slice_key == ():
-            evaluation.accuracy, evaluation.examples = accuracy, int(examples or 0)
+            evaluation.accuracy, evaluation.top5_accuracy, evaluation.examples = accuracy, top5, int(examples or 0)
         elif len(slice_key) == 1 and slice_key[0][0] == LABEL_NAME_KEY:
             name = slice_key[0][1]
             name = name.decode() if isinstance(name, bytes) else str(name)
             evaluation.accuracy_by_class[name] = accuracy
+            evaluation.top5_accuracy_by_class[name] = top5
             evaluation.examples_by_class[name] = int(examples or 0)
     return evaluation
 
@@ -70,10 +75,14 @@ def read_evaluation(evaluation_uri: str) -> EvaluationSummary:
 
 def _explain(failure, candidate: ModelEvaluation, champion: ModelEvaluation | None) -> str:
     threshold = failure.metric_threshold
+    if failure.metric_key.name == TOP5_ACCURACY:
+        metric, value = "top-5 accuracy", lambda evaluation: evaluation.top5_accuracy
+    else:
+        metric, value = "accuracy", lambda evaluation: evaluation.accuracy
     if failure.metric_key.is_diff and champion is not None:
-        return (f"overall accuracy {candidate.accuracy:.3f} is below the champion's {champion.accuracy:.3f} "
+        return (f"overall {metric} {value(candidate):.3f} is below the champion's {value(champion):.3f} "
                 f"(allowed regression {-threshold.change_threshold.absolute.value:.3f})")
     if threshold.HasField("value_threshold"):
-        return (f"overall accuracy {candidate.accuracy:.3f} is below the floor "
+        return (f"overall {metric} {value(candidate):.3f} is below the floor "
                 f"{threshold.value_threshold.lower_bound.value:.3f} (evaluation.accuracy_floor)")
     return failure.message or str(failure.metric_key)
