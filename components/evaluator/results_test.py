@@ -9,22 +9,14 @@ import tensorflow_model_analysis as tfma
 
 from components.evaluator.eval_config import CANDIDATE, build_eval_config
 from components.evaluator.results import read_evaluation
-from components.trainer.conftest import encoded_image, random_pixels, write_shards
+from components.trainer.conftest import encoded_image, random_pixels, serialized_example, write_shards
 from components.trainer.export import export
 from core.config import EvaluationConfig
-from data_schema import CHANNELS, IMAGE_KEY, IMAGE_SIZE, LABEL_KEY, LABEL_NAME_KEY
+from data_schema import CHANNELS, IMAGE_SIZE
 
 # Seven classes, so top-5 is not trivially every label; a few images each.
 CLASS_NAMES = ("alley", "bakery/shop", "canyon", "desert/sand", "field/wild", "harbor", "volcano")
 IMAGES_PER_CLASS = 6
-
-
-def _example(image: bytes, category: int) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature={
-        IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[category])),
-        LABEL_NAME_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[CLASS_NAMES[category].encode()])),
-    })).SerializeToString()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,8 @@ def evaluated(tmp_path_factory):
     ])
     export(model, list(CLASS_NAMES), str(folder / "model"))
     labels = np.repeat(np.arange(len(CLASS_NAMES)), IMAGES_PER_CLASS)
-    examples = [_example(encoded_image(random_pixels(IMAGE_SIZE, IMAGE_SIZE, seed=number)), int(label))
+    examples = [serialized_example(encoded_image(random_pixels(IMAGE_SIZE, IMAGE_SIZE, seed=number)), int(label),
+                                   CLASS_NAMES)
                 for number, label in enumerate(labels)]
     data = write_shards(folder / "eval", examples)
 

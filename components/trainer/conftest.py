@@ -29,11 +29,11 @@ def random_pixels(height: int, width: int, seed: int, colour=(128, 128, 128)) ->
     return np.clip(np.asarray(colour) + noise, 0, 255).astype(np.uint8)
 
 
-def serialized_example(image_jpeg: bytes, category: int) -> bytes:
+def serialized_example(image_jpeg: bytes, category: int, class_names: tuple[str, ...] = CLASS_NAMES) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature={
         IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_jpeg])),
         LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[category])),
-        LABEL_NAME_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[CLASS_NAMES[category].encode()])),
+        LABEL_NAME_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[class_names[category].encode()])),
     })).SerializeToString()
 
 
