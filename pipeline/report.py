@@ -16,7 +16,7 @@ import numpy as np
 
 from components.evaluator.results import EvaluationSummary, read_evaluation
 from components.mlflow_pusher.executor import PUSH_RESULT_FILE
-from components.trainer import HISTORY_FILE
+from components.trainer import EVAL_REPORT_FILE, HISTORY_FILE
 from components.validation_gate.executor import Anomaly, read_anomalies
 from core.console import table
 from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
@@ -25,6 +25,12 @@ TEMPLATE = Path(__file__).with_name("report_template.html")
 # Trainer outputs in its model_run folder (components/trainer/run_fn.py).
 # The confusion matrix is the Trainer's, on the eval split: the same images and model TFMA evaluates.
 TRAINING_PLOTS = ("accuracy_vs_epoch.png", "confusion_matrix.png")
+# Up to this many classes a person reads every one: the terminal lists them all, the page shows the confusion
+# matrix and names each bar of the class-count plot. Beyond, the terminal shows the ends of the ranking, the page
+# the most confused pairs and histograms of the counts; the page's table still lists every class.
+READABLE_CLASSES = 30
+TERMINAL_WORST, TERMINAL_BEST = 10, 5
+CONFUSED_PAIRS = 20
 
 
 @dataclass
@@ -50,6 +56,8 @@ class RunRecord:
     anomalies: list[Anomaly] | None = None
     history: list[dict] = field(default_factory=list)
     evaluation: EvaluationSummary | None = None
+    # The Trainer's eval-split confusion matrix: row true class, column predicted, in class_names order.
+    confusion: list[list[int]] | None = None
     push: dict | None = None
 
 
@@ -83,6 +91,8 @@ def collect(outputs: dict[str, dict[str, str]], record: RunRecord) -> RunRecord:
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run and (Path(model_run) / HISTORY_FILE).exists():
         record.history = json.loads((Path(model_run) / HISTORY_FILE).read_text())
+    if model_run and (Path(model_run) / EVAL_REPORT_FILE).exists():
+        record.confusion = json.loads((Path(model_run) / EVAL_REPORT_FILE).read_text())["confusion_matrix"]
     if "evaluation" in outputs.get("Evaluator", {}):
         record.evaluation = read_evaluation(outputs["Evaluator"]["evaluation"])
     pushed = outputs.get("MlflowPusher", {}).get("pushed_model")
@@ -92,42 +102,68 @@ def collect(outputs: dict[str, dict[str, str]], record: RunRecord) -> RunRecord:
 
 
 def plot_class_counts(statistics: dict[str, SplitStatistics], class_names: list[str], path: Path) -> None:
+    """Images per class and split: stacked bars, one per class by name, or at many classes one histogram per
+    split of how many classes have how many images (the page's table has every class's counts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    positions = np.arange(len(class_names))
-    figure, axes = plt.subplots(figsize=(max(6, 0.5 * len(class_names)), 4))
-    bottom = np.zeros(len(class_names))
-    for split, stats in statistics.items():
-        counts = np.array([stats.examples_by_class.get(name, 0) for name in class_names])
-        axes.bar(positions, counts, bottom=bottom, label=split)
-        bottom += counts
-    axes.set_xticks(positions, [display_name(name) for name in class_names], rotation=60, ha="right", fontsize=8)
-    axes.set_ylabel("images")
-    axes.set_title("Images per class and split")
-    axes.legend()
+    counts = {split: np.array([stats.examples_by_class.get(name, 0) for name in class_names])
+              for split, stats in statistics.items()}
+    if len(class_names) <= READABLE_CLASSES:
+        positions = np.arange(len(class_names))
+        figure, axes = plt.subplots(figsize=(max(7, 0.5 * len(class_names)), 4))
+        bottom = np.zeros(len(class_names))
+        for split, split_counts in counts.items():
+            axes.bar(positions, split_counts, bottom=bottom, label=split)
+            bottom += split_counts
+        axes.set_xticks(positions, [display_name(name) for name in class_names], rotation=60, ha="right",
+                        fontsize=8)
+        axes.set(ylabel="images", title="Images per class and split")
+        # Beside the bars, not over them: the bars reach the top of the axes.
+        axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        figure, all_axes = plt.subplots(1, len(counts), figsize=(11, 3.6), squeeze=False)
+        for axes, (split, split_counts) in zip(all_axes[0], counts.items()):
+            low, high = int(split_counts.min()), int(split_counts.max())
+            # One bar per image count while that stays readable, else 30 bins.
+            bins = np.arange(low, high + 2) - 0.5 if high - low < 40 else 30
+            axes.hist(split_counts, bins=bins, color="C0" if split == TRAIN_SPLIT else "C1")
+            fewest = class_names[int(np.argmin(split_counts))]
+            axes.set(xlabel=f"{split} images per class", ylabel="classes",
+                     title=f"{split}: {len(class_names)} classes, median {np.median(split_counts):.0f} images\n"
+                           f"fewest {display_name(fewest)} ({low}), most {high}")
+            axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
 def terminal_summary(record: RunRecord) -> str:
-    """The short table `./places run` and `./places inspect` print."""
+    """The short table `./places run` and `./places inspect` print: every class, worst top-1 first, or at many
+    classes the worst and the best."""
     lines = [f"run {record.mlflow_run_id}: {record.outcome}", f"  {record.message}"]
     evaluation = record.evaluation
     if evaluation is not None:
+        class_rows = _class_rows(record)
+        rows = [{"class": row["name"], "eval images": row["eval_images"], "top-1": _percent(row["accuracy"]),
+                 "top-5": _percent(row["top5_accuracy"]), "champion top-1": _percent(row["champion"])}
+                for row in class_rows]
+        shown_note = []
+        evaluated = rows[:sum(row["accuracy"] is not None for row in class_rows)]
+        left_out = len(evaluated) - TERMINAL_WORST - TERMINAL_BEST
+        if len(rows) > READABLE_CLASSES and left_out > 0:
+            shown_note = [f"the worst {TERMINAL_WORST} and the best {TERMINAL_BEST} of {len(evaluated)} classes with eval "
+                          f"images, by top-1 ({len(rows) - len(evaluated)} had none); the HTML report lists all "
+                          f"{len(rows)}"]
+            rows = evaluated[:TERMINAL_WORST] + [{"class": f"... {left_out} more"}] + evaluated[-TERMINAL_BEST:]
         champion = evaluation.champion
-        rows = [{"class": display_name(name),
-                 "eval images": evaluation.candidate.examples_by_class.get(name, 0),
-                 "accuracy": _percent(evaluation.candidate.accuracy_by_class.get(name)),
-                 "champion": _percent(champion.accuracy_by_class.get(name)) if champion else "-"}
-                for name in record.class_names]
         rows.append({"class": "overall", "eval images": evaluation.candidate.examples,
-                     "accuracy": _percent(evaluation.candidate.accuracy),
-                     "champion": _percent(champion.accuracy) if champion else "-"})
-        lines += ["", table(rows, ["class", "eval images", "accuracy", "champion"])]
+                     "top-1": _percent(evaluation.candidate.accuracy),
+                     "top-5": _percent(evaluation.candidate.top5_accuracy),
+                     "champion top-1": _percent(champion.accuracy) if champion else "-"})
+        lines += ["", *shown_note, table(rows, ["class", "eval images", "top-1", "top-5", "champion top-1"])]
     elif record.anomalies:
         lines += ["", table([{"split": item.split, "feature": item.feature, "anomaly": item.description[:90]}
                              for item in record.anomalies])]
@@ -154,7 +190,10 @@ def write_report(record: RunRecord, outputs: dict[str, dict[str, str]], folder: 
             pictures[name.removesuffix(".png")] = name
     page = Template(TEMPLATE.read_text(), autoescape=True).render(
         record=record, pictures=pictures, display_name=display_name, percent=_percent,
-        class_rows=_class_rows(record), splits=list(record.statistics), escape=html.escape)
+        class_rows=_class_rows(record), splits=list(record.statistics), escape=html.escape,
+        many_classes=len(record.class_names) > READABLE_CLASSES,
+        confused_pairs=most_confused_pairs(record.confusion, record.class_names) if record.confusion else [],
+        confusion_images=int(np.sum(record.confusion or 0)))
     index = folder / "index.html"
     temporary = index.with_suffix(".tmp")
     temporary.write_text(page)
@@ -162,14 +201,31 @@ def write_report(record: RunRecord, outputs: dict[str, dict[str, str]], folder: 
     return index
 
 
+def most_confused_pairs(confusion: list[list[int]], class_names: list[str], limit: int = CONFUSED_PAIRS) -> list[dict]:
+    """The `limit` largest off-diagonal cells: true class, predicted as, how many images, and their share of
+    that true class's images; most images first."""
+    counts = np.asarray(confusion)
+    off_diagonal = counts * (1 - np.eye(len(counts), dtype=counts.dtype))
+    per_true_class = counts.sum(axis=1)
+    cells = [(int(off_diagonal[true, predicted]), true, predicted) for true, predicted in zip(*off_diagonal.nonzero())]
+    cells.sort(key=lambda cell: (-cell[0], class_names[cell[1]], class_names[cell[2]]))
+    return [{"true": display_name(class_names[true]), "predicted": display_name(class_names[predicted]),
+             "images": images, "share": images / per_true_class[true]}
+            for images, true, predicted in cells[:limit]]
+
+
 def _class_rows(record: RunRecord) -> list[dict]:
+    """One row per class, worst top-1 accuracy first; classes without eval images last."""
     rows = []
     evaluation = record.evaluation
     for name in record.class_names:
-        row = {"name": display_name(name),
-               "counts": {split: stats.examples_by_class.get(name, 0) for split, stats in record.statistics.items()}}
+        row = {"key": name, "name": display_name(name),
+               "counts": {split: stats.examples_by_class.get(name, 0) for split, stats in record.statistics.items()},
+               "accuracy": None, "top5_accuracy": None, "champion": None, "eval_images": 0}
         if evaluation is not None:
             row["accuracy"] = evaluation.candidate.accuracy_by_class.get(name)
+            row["top5_accuracy"] = evaluation.candidate.top5_accuracy_by_class.get(name)
+            row["eval_images"] = evaluation.candidate.examples_by_class.get(name, 0)
             row["champion"] = evaluation.champion.accuracy_by_class.get(name) if evaluation.champion else None
         rows.append(row)
-    return rows
+    return sorted(rows, key=lambda row: (row["accuracy"] is None, row["accuracy"] or 0.0, row["name"]))

@@ -194,6 +194,7 @@ def _settings(config: Config, manifest, champion, tfx_run_id: str, seconds: floa
             "batch size": str(config.training.batch_size), "examples": manifest.data_uri,
             "content hash": manifest.content_hash[:16], "classes": str(len(manifest.classes)),
             "accuracy floor": str(config.evaluation.accuracy_floor),
+            "blessing metric": config.evaluation.blessing_metric,
             "champion before this run": f"version {champion.version}" if champion else "none",
             "TFX run": tfx_run_id, "git commit": git_commit(), "wall time": f"{seconds:.1f} s"}
 
@@ -216,13 +217,17 @@ def _track(tracking: Tracking, run_id: str, record: RunRecord, outputs: dict, re
     if record.history:
         tracking.log_epochs(run_id, record.history)
     if record.evaluation:
-        candidate = record.evaluation.candidate
-        metrics = {"eval_accuracy": candidate.accuracy, "eval_examples": candidate.examples}
-        metrics.update({f"eval_accuracy_{name.replace('/', '_')}": value
-                        for name, value in candidate.accuracy_by_class.items()})
-        if record.evaluation.champion:
-            metrics["champion_eval_accuracy"] = record.evaluation.champion.accuracy
-        tracking.log_metrics(run_id, metrics)
+        candidate, champion = record.evaluation.candidate, record.evaluation.champion
+        metrics = {"eval_accuracy": candidate.accuracy, "eval_top5_accuracy": candidate.top5_accuracy,
+                   "eval_examples": candidate.examples,
+                   "champion_eval_accuracy": champion.accuracy if champion else None,
+                   "champion_eval_top5_accuracy": champion.top5_accuracy if champion else None}
+        for prefix, by_class in (("eval_accuracy", candidate.accuracy_by_class),
+                                 ("eval_top5_accuracy", candidate.top5_accuracy_by_class)):
+            # MLflow metric names take no "/": "bakery/shop" is logged as eval_accuracy_bakery_shop.
+            metrics.update({f"{prefix}_{name.replace('/', '_')}": value for name, value in by_class.items()})
+        # None: top-5 with 5 classes or fewer, or no champion.
+        tracking.log_metrics(run_id, {name: value for name, value in metrics.items() if value is not None})
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run:
         tracking.log_files(run_id, sorted(Path(model_run).glob("*.png")), "plots")

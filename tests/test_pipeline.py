@@ -78,6 +78,11 @@ def test_first_run_registers_a_champion_and_tracks_everything(pipeline_config):
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
     assert set(record.evaluation.candidate.accuracy_by_class) == set(TUTORIAL_CLASSES)
     assert run.data.metrics["eval_accuracy"] == pytest.approx(record.evaluation.candidate.accuracy)
+    candidate = record.evaluation.candidate
+    assert candidate.accuracy <= candidate.top5_accuracy <= 1.0
+    assert run.data.metrics["eval_top5_accuracy"] == pytest.approx(candidate.top5_accuracy)
+    assert run.data.metrics["eval_top5_accuracy_gas_station"] == pytest.approx(
+        candidate.top5_accuracy_by_class["gas_station"])
     artifacts = {item.path for folder in ("plots", "report", "data")
                  for item in client.list_artifacts(run.info.run_id, folder)}
     assert {"plots/accuracy_vs_epoch.png", "plots/confusion_matrix.png", "report/index.html",
@@ -86,6 +91,7 @@ def test_first_run_registers_a_champion_and_tracks_everything(pipeline_config):
 
     page = result.report.read_text()
     assert "Evaluation by category" in page and "Gas Station" in page and "registered" in page
+    assert f"top-5 accuracy <strong>{100 * candidate.top5_accuracy:.1f}%</strong>" in page
     assert (result.report.parent / "confusion_matrix.png").stat().st_size > 5000
 
     served = mlflow.pyfunc.load_model(f"models:/{pipeline_config.mlflow.model_name}@champion")

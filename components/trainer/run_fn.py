@@ -35,7 +35,7 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import HISTORY_FILE, export
+from components.trainer import EVAL_REPORT_FILE, HISTORY_FILE, export
 from components.trainer.input import count_examples, make_dataset
 from components.trainer.model import build_model
 from data_schema import display_name
@@ -114,7 +114,7 @@ def run_fn(fn_args) -> None:
     run_dir = fn_args.model_run_dir
     tf.io.gfile.makedirs(run_dir)
     _write(os.path.join(run_dir, HISTORY_FILE), json.dumps(history, indent=2).encode())
-    _write(os.path.join(run_dir, "eval_report.json"),
+    _write(os.path.join(run_dir, EVAL_REPORT_FILE),
            json.dumps(eval_report(confusion, config.class_names), indent=2).encode())
     _write_figure(os.path.join(run_dir, "accuracy_vs_epoch.png"), accuracy_figure(history, model.name))
     _write_figure(os.path.join(run_dir, "confusion_matrix.png"),
