@@ -228,7 +228,8 @@ def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
               help="Network to train [default: training.model].")
 @click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
 @click.option("--accuracy-floor", type=float, default=None,
-              help="Overall eval accuracy a model needs to be blessed [default: evaluation.accuracy_floor].")
+              help="Overall eval accuracy (top-1, or top-5 when evaluation.blessing_metric says so) a model "
+                   "needs to be blessed [default: evaluation.accuracy_floor].")
 @click.option("--runner", default=None, help=_RUNNER_HELP)
 @click.pass_context
 def run_command(ctx, model, epochs, accuracy_floor, runner) -> None:
