@@ -37,11 +37,9 @@ def _flink(config: Config) -> list[str]:
 _RUNNER_FLAGS: dict[str, typing.Callable[[Config], list[str]]] = {
     # FnApiRunner, named: Beam's DirectRunner would download the Prism runner, which fails offline.
     # direct_num_workers 0 means one per CPU core to Beam as to beam.workers.
-    # multi_threading, because it is faster: Pillow and the blob client release the GIL while they decode,
-    # resize and wait for blob reads, so worker threads overlap, while in_memory runs a single worker.
-    # Ingesting 2,000 images Azurite to Azurite on 2 busy cores: 95 images/s with 2 threads, 72 in_memory
-    # (bench/ingest_throughput.py). multi_processing would put the DoFns in child processes, out of reach
-    # of the progress bar.
+    # multi_threading: worker threads overlap where Pillow, TFDV and the blob client release the GIL.
+    # multi_processing would put the DoFns in child processes, out of reach of the progress bar; ingestion
+    # puts its per-image work in processes of its own instead (ingestion/conversion_pool.py).
     LOCAL: lambda config: ["--runner=FnApiRunner", f"--direct_num_workers={config.beam.workers}",
                            "--direct_running_mode=multi_threading"],
     FLINK: _flink,

@@ -60,6 +60,9 @@ class IngestConfig:
     jpeg_quality: int = 95
     # Most images per TFRecord shard; each worker's last shard of a split holds the rest.
     images_per_shard: int = 2000
+    # Processes beside each Beam worker that read and convert images (ingestion/conversion_pool.py); 0: one per
+    # CPU core.
+    conversion_processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,10 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 0.001
     seed: int = 42
-    # Keep decoded images in memory after the first epoch: 196 KB each (128 x 128 x 3 float32), so 10,000
-    # images take 2 GB. Turn it off for large data sets, such as all 365 classes of the real Places365.
-    cache_images: bool = True
+    # Memory for decoded images (196 KB each, 128 x 128 x 3 float32): where the train and eval images fit,
+    # they stay in memory after the first epoch (about 10,000 images in the default); larger data sets, such as
+    # the full Places365, stream from the shards every epoch in the same, flat, memory. 0: always stream.
+    image_cache_mb: int = 2048
 
 
 @dataclass(frozen=True)

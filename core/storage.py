@@ -7,12 +7,14 @@ The connection string is a secret: it is never put into messages, logs, reports 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
+import threading
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +149,8 @@ class Storage:
         self._timeout_s = timeout_s
         self._retries = retries
         self._service = None
+        # Blob GETs without the SDK where the credentials allow it (False: they do not); see _SasReader.
+        self._reader: "_SasReader | bool | None" = None
 
     @classmethod
     def from_config(cls, config: Config) -> "Storage":
@@ -188,36 +192,49 @@ class Storage:
         return self._service
 
     def _container(self, uri: str):
+        container, path = self._container_and_path(uri)
+        return self._service_client().get_container_client(container), path
+
+    def _container_and_path(self, uri: str) -> tuple[str, str]:
         account, container, path = parse_blob_uri(uri)
         if account != self.account:
             raise StorageError(
                 f"{uri} names storage account '{account}', but the credentials are for account "
                 f"'{self.account}': use azfs://{self.account}/... or set {CONNECTION_STRING_ENV} for '{account}'")
-        return self._service_client().get_container_client(container), path
+        return container, path
 
     def _translate(self, error: Exception, uri: str) -> StorageError:
         """Azure SDK errors -> StorageError naming the blob and the fix, never the secret."""
         from azure.core import exceptions as azure_errors
 
-        _, container, _ = parse_blob_uri(uri) if is_blob_uri(uri) else ("", "", "")
         if isinstance(error, (azure_errors.ServiceRequestError, azure_errors.ServiceResponseError,
                               ConnectionError, TimeoutError)):
-            hint = ("start the emulator with `./places services up`" if uses_emulator()
-                    else f"check the network and {CONNECTION_STRING_ENV}")
-            return StorageUnreachable(f"blob storage at {self.endpoint} did not answer while accessing {uri}: "
-                                      f"{type(error).__name__}. Is it running? ({hint})")
-        code = getattr(error, "error_code", None) or ""
-        status = getattr(error, "status_code", None)
-        if isinstance(error, azure_errors.ClientAuthenticationError) or status == 403:
+            return self._unreachable(error, uri)
+        return self._refused(uri, getattr(error, "error_code", None) or "", getattr(error, "status_code", None),
+                             f"{type(error).__name__}: {error}",
+                             authentication=isinstance(error, azure_errors.ClientAuthenticationError),
+                             not_found=isinstance(error, azure_errors.ResourceNotFoundError))
+
+    def _unreachable(self, error: Exception, uri: str) -> StorageUnreachable:
+        hint = ("start the emulator with `./places services up`" if uses_emulator()
+                else f"check the network and {CONNECTION_STRING_ENV}")
+        return StorageUnreachable(f"blob storage at {self.endpoint} did not answer while accessing {uri}: "
+                                  f"{type(error).__name__}. Is it running? ({hint})")
+
+    def _refused(self, uri: str, code: str, status: int | None, detail: str, *, authentication: bool = False,
+                 not_found: bool = False) -> StorageError:
+        """The StorageError for an answer that refused a request (Azure's error code and HTTP status)."""
+        _, container, _ = parse_blob_uri(uri) if is_blob_uri(uri) else ("", "", "")
+        if authentication or status == 403:
             return StorageAuthError(
                 f"blob storage refused the credentials for account '{self.account}' while accessing {uri} "
                 f"({code or status}): check the account key in {CONNECTION_STRING_ENV}")
         if code == "ContainerNotFound":
             return NotFound(f"container '{container}' does not exist in storage account '{self.account}' "
                             f"(while accessing {uri}): create it, or check the URI")
-        if isinstance(error, azure_errors.ResourceNotFoundError) or status == 404:
+        if not_found or status == 404:
             return NotFound(f"{uri} does not exist")
-        return StorageError(redact(f"blob storage failed on {uri}: {type(error).__name__}: {error}"))
+        return StorageError(redact(f"blob storage failed on {uri}: {detail}"))
 
     def _call(self, uri: str, operation: typing.Callable):
         from azure.core.exceptions import AzureError
@@ -292,8 +309,16 @@ class Storage:
                 return _local_path(uri).read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"{uri} does not exist") from None
+        reader = self._sas_reader()
+        if reader is not None:
+            return reader.read(uri, self)
         container, path = self._container(uri)
         return self._call(uri, lambda: container.get_blob_client(path).download_blob(max_concurrency=1).readall())
+
+    def _sas_reader(self) -> "_SasReader | None":
+        if self._reader is None:
+            self._reader = _SasReader.for_connection(self._connection or "", self._timeout_s, self._retries) or False
+        return self._reader or None
 
     def read_text(self, uri: str) -> str:
         return self.read_bytes(uri).decode("utf-8")
@@ -397,3 +422,73 @@ class Storage:
             _, name, _ = parse_blob_uri(uri)
             raise NotFound(f"container '{name}' does not exist in storage account '{self.account}' "
                            f"(from {uri}): create it, or check the URI")
+
+
+class _SasReader:
+    """Blob GETs as plain HTTP requests signed by a read-only container SAS, made here from the account key
+    (or the connection string's own SAS).
+
+    The SDK spends several times the CPU of the request itself on each GET (its policy pipeline, and a client
+    object per blob), which holds the GIL; ingestion GETs every image, so that cost sets its pace. Every other
+    operation goes through the SDK. The SAS is a secret: it never leaves this class, and errors name the blob
+    without the query.
+    """
+
+    # A fresh SAS well before the old one expires, so a long job never sends an expired one.
+    _SAS_LIFETIME = datetime.timedelta(hours=24)
+    _SAS_RENEW_BEFORE = datetime.timedelta(hours=1)
+
+    def __init__(self, endpoint: str, account: str, account_key: str | None, fixed_sas: str | None, timeout_s: int,
+                 retries: int):
+        import urllib3
+
+        self._endpoint = endpoint
+        self._account = account
+        self._account_key = account_key
+        self._fixed_sas = fixed_sas
+        self._tokens: dict[str, tuple[str, datetime.datetime]] = {}
+        self._lock = threading.Lock()
+        self._http = urllib3.PoolManager(
+            maxsize=16, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            retries=urllib3.Retry(total=retries, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504),
+                                  allowed_methods=["GET"], raise_on_status=False))
+
+    @classmethod
+    def for_connection(cls, connection: str, timeout_s: int, retries: int) -> "_SasReader | None":
+        fields = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
+        account_key, fixed_sas = fields.get("AccountKey"), fields.get("SharedAccessSignature")
+        if not (account_key or fixed_sas) or not fields.get("AccountName") and not fields.get("BlobEndpoint"):
+            return None
+        probe = Storage(connection)
+        return cls(probe.endpoint, probe.account, account_key, fixed_sas and fixed_sas.lstrip("?"), timeout_s, retries)
+
+    def _token(self, container: str) -> str:
+        if self._fixed_sas:
+            return self._fixed_sas
+        now = datetime.datetime.now(datetime.timezone.utc)
+        with self._lock:
+            token, expiry = self._tokens.get(container, ("", now))
+            if expiry - now < self._SAS_RENEW_BEFORE:
+                from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+                expiry = now + self._SAS_LIFETIME
+                token = generate_container_sas(self._account, container, account_key=self._account_key,
+                                               permission=ContainerSasPermissions(read=True), expiry=expiry)
+                self._tokens[container] = token, expiry
+            return token
+
+    def read(self, uri: str, storage: Storage) -> bytes:
+        import urllib.parse
+
+        import urllib3
+
+        container, path = storage._container_and_path(uri)
+        url = f"{self._endpoint}/{container}/{urllib.parse.quote(path)}?{self._token(container)}"
+        try:
+            response = self._http.request("GET", url)
+        except urllib3.exceptions.HTTPError as error:
+            raise storage._unreachable(error, uri) from None
+        if response.status == 200:
+            return response.data
+        code = response.headers.get("x-ms-error-code", "")
+        raise storage._refused(uri, code, response.status, f"HTTP {response.status} {code}".strip())

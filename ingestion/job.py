@@ -3,7 +3,7 @@ plus a manifest, with one Beam job.
 
   listing tasks (driver: class folders or list files, a few hundred at most)
     -> list each task's files (workers, streamed) -> Reshuffle (spreads the images over the workers)
-    -> read, check, convert, tf.Example -> append to this worker's shard of the image's split (staging)
+    -> read, check, convert (child processes) -> tf.Example -> append to this worker's shard of the image's split (staging)
   what became of every file (accepted, rejected, skipped) and every shard -> one Tally -> staging
 
 Then the driver commits: the shards move from <output>/.staging-<random>/ to <output>/data-<content hash>/,
@@ -38,7 +38,7 @@ from core import jobs
 from core.config import Config
 from core.jobs import LOCAL_PROGRESS
 from core.storage import Storage, canonical, join
-from ingestion import images, layouts
+from ingestion import conversion_pool, images, layouts
 from ingestion.manifest import MANIFEST_FILE, SPLITS, IngestError, Manifest, split_folder
 
 TALLY_FILE = "tally.json"
@@ -143,6 +143,8 @@ class _ListImages(beam.DoFn):
 
     def setup(self):
         self._storage = Storage.from_config(self._config)
+        # The next stage converts the images in these processes: they start while this one lists.
+        conversion_pool.start(self._config)
 
     def process(self, task: layouts.ListingTask):
         tally = Tally()
@@ -176,13 +178,16 @@ class _WriteExamples(beam.DoFn):
     def start_bundle(self):
         self._shards = {split: _ShardWriter(self._storage, self._scratch, join(self._staging_uri, split_folder(split)),
                                             self._config.ingest.images_per_shard) for split in SPLITS}
+        self._conversions = conversion_pool.OrderedConversions(self._config)
 
     def process(self, item: tuple[str, layouts.ListedFile]):
-        split, listed = item
-        yield self._ingest_one(split, listed)
-        LOCAL_PROGRESS.processed(self._job_id)
+        _, listed = item
+        for done, converted in self._conversions.submit(item, listed.source_uri, listed.size):
+            yield self._write_one(*done, converted)
 
     def finish_bundle(self):
+        for done, converted in self._conversions.drain():
+            yield WindowedValue(self._write_one(*done, converted), GlobalWindow().max_timestamp(), [GlobalWindow()])
         for split, shard in self._shards.items():
             staged = shard.close()
             if staged:
@@ -191,13 +196,12 @@ class _WriteExamples(beam.DoFn):
     def teardown(self):
         shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def _ingest_one(self, split: str, listed: layouts.ListedFile) -> Tally:
-        try:
-            data = images.read_checked(self._storage, listed.source_uri, listed.size, self._config.ingest)
-            image = images.convert(data, self._config.ingest)
-        except images.RejectedImage as rejection:
+    def _write_one(self, split: str, listed: layouts.ListedFile,
+                   image: images.TrainingImage | images.RejectedImage) -> Tally:
+        LOCAL_PROGRESS.processed(self._job_id)
+        if isinstance(image, images.RejectedImage):
             _REJECTED.inc()
-            return Tally(rejected=[(listed.source_uri, str(rejection))])
+            return Tally(rejected=[(listed.source_uri, str(image))])
         category = self._category[listed.category]
         staged = self._shards[split].write(_example(image, category, listed))
         _ACCEPTED.inc()

@@ -65,10 +65,29 @@ def test_wrong_account_in_uri_is_explained(storage: Storage):
 def test_wrong_credentials_are_reported_without_the_key(azurite, container: str):
     wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
     connection = storage_module.emulator_connection_string(azurite).replace(storage_module.EMULATOR_KEY, wrong_key)
-    with pytest.raises(StorageAuthError) as caught:
-        list(Storage(connection).list(join(container, "x")))
-    assert "refused the credentials for account 'devstoreaccount1'" in str(caught.value)
-    assert wrong_key not in str(caught.value)
+    for operation in (lambda wrong: list(wrong.list(join(container, "x"))),
+                      lambda wrong: wrong.read_bytes(join(container, "x"))):
+        with pytest.raises(StorageAuthError) as caught:
+            operation(Storage(connection))
+        assert "refused the credentials for account 'devstoreaccount1'" in str(caught.value)
+        assert wrong_key not in str(caught.value) and "sig=" not in str(caught.value)
+
+
+def test_reads_with_a_connection_string_that_holds_a_sas_instead_of_the_key(storage: Storage, azurite, container: str):
+    import datetime
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    storage.write_bytes(join(container, "a/b c.jpg"), b"pixels")
+    _, name, _ = storage_module.parse_blob_uri(container)
+    sas = generate_container_sas("devstoreaccount1", name, account_key=storage_module.EMULATOR_KEY,
+                                 permission=ContainerSasPermissions(read=True),
+                                 expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    endpoint = storage_module.Storage(storage_module.emulator_connection_string(azurite)).endpoint
+    with_sas = Storage(f"AccountName=devstoreaccount1;BlobEndpoint={endpoint};SharedAccessSignature={sas}")
+    assert with_sas.read_bytes(join(container, "a/b c.jpg")) == b"pixels"
+    with pytest.raises(NotFound, match="a/nothing.jpg does not exist"):
+        with_sas.read_bytes(join(container, "a/nothing.jpg"))
 
 
 def test_storage_that_does_not_answer_fails_fast_with_the_fix(azurite):
