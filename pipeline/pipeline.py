@@ -96,7 +96,7 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
             "batch_size": config.training.batch_size,
             "learning_rate": config.training.learning_rate,
             "seed": config.training.seed,
-            "cache_images": config.training.cache_images,
+            "image_cache_mb": config.training.image_cache_mb,
             "class_names": list(inputs.class_names),
         })
     components = [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, validation_gate,

@@ -1,7 +1,13 @@
 """tf.data input for training and evaluation: GZIP TFRecord shards of tf.Example -> batches of (pixels, category).
 
-Decoding runs in parallel and batches are prefetched, so on CPU the model, not the input, sets the pace
-(bench/trainer_throughput.py measures it against numpy arrays already in memory).
+Two ways, chosen by the Trainer (run_fn) from training.image_cache_mb:
+  cached     shards -> decode -> cache -> shuffle decoded images -> batch: after the first epoch nothing is read
+             or decoded again; memory grows with the data set (DECODED_IMAGE_BYTES per image).
+  streaming  shards read in parallel -> shuffle the still encoded records -> decode in parallel -> batch ->
+             prefetch: memory stays the same whatever the data set's size, since only the shuffle buffer's
+             small JPEG records and a few batches are held.
+Either way the model, not the input, sets the pace on CPU (bench/trainer_throughput.py measures both against
+numpy arrays already in memory).
 """
 
 from __future__ import annotations
@@ -9,11 +15,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from components.trainer.preprocessing import IMAGE_FEATURE, preprocess_image
-from data_schema import IMAGE_KEY, LABEL_KEY
+from data_schema import CHANNELS, IMAGE_KEY, IMAGE_SIZE, LABEL_KEY
 
-# Decoded images held for shuffling: about 800 MB at 128 x 128 x 3 float32. It covers a whole small data set;
-# on large ones it mixes the shards read at once (shards may hold long runs of one class).
+# Images held for shuffling. It covers a whole small data set; on large ones it mixes the shards read at once
+# (shards may hold long runs of one class). Streaming holds them encoded (a few KB each), cached decoded.
 SHUFFLE_BUFFER_IMAGES = 4096
+# One decoded image: 128 x 128 x 3 float32.
+DECODED_IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * CHANNELS * 4
 # Shards read at the same time, so a batch mixes images from many of them.
 SHARDS_READ_AT_ONCE = 16
 
@@ -36,12 +44,18 @@ def count_examples(file_patterns: list[str]) -> int:
     return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
+def fits_in_memory(images: int, budget_mb: int) -> bool:
+    """Whether `images` decoded images fit in `budget_mb` megabytes (training.image_cache_mb)."""
+    return images * DECODED_IMAGE_BYTES <= budget_mb * 1024 * 1024
+
+
 def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, seed: int, cache_images: bool,
                  repeat: bool, example_count: int | None = None) -> tf.data.Dataset:
     """Batches of (float32 [batch, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] in [0, 1], int64 [batch] category).
 
     training: shuffle shards and images (seeded; a new order each epoch). cache_images: keep the decoded images
-    in memory after the first epoch (for data sets that fit: no more reading or decoding). repeat: endless, for
+    in memory after the first epoch (for data sets that fit: no more reading or decoding); otherwise stream them
+    (see the module docstring). repeat: endless, for
     a fixed number of steps per epoch; otherwise one pass per epoch, its length counted first (count_examples)
     unless the caller already knows it (example_count).
     """
@@ -60,11 +74,13 @@ def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, s
         if example_count is None:
             example_count = count_examples(file_patterns)
         records = records.apply(tf.data.experimental.assert_cardinality(example_count))
-    examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and not cache_images:
+        records = records.shuffle(SHUFFLE_BUFFER_IMAGES, seed=seed, reshuffle_each_iteration=True)
+    examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache_images:
         examples = examples.cache()
-    if training:
-        examples = examples.shuffle(SHUFFLE_BUFFER_IMAGES, seed=seed, reshuffle_each_iteration=True)
+        if training:
+            examples = examples.shuffle(SHUFFLE_BUFFER_IMAGES, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         examples = examples.repeat()
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from components.trainer.conftest import encoded_image, random_pixels, serialized_example, write_shards
-from components.trainer.input import count_examples, make_dataset
+from components.trainer.input import DECODED_IMAGE_BYTES, count_examples, fits_in_memory, make_dataset
 from components.trainer.preprocessing import preprocess_image
 from data_schema import CHANNELS, IMAGE_SIZE
 
@@ -56,3 +56,21 @@ def test_a_pattern_matching_no_shard_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="Split-train"):
         make_dataset([str(tmp_path / "Split-train" / "*")], batch_size=4, training=True, seed=0, cache_images=False,
                      repeat=False)
+
+
+def test_the_memory_budget_decides_between_caching_and_streaming():
+    ten_thousand_images_mb = 10_000 * DECODED_IMAGE_BYTES / 2**20
+
+    assert fits_in_memory(10_000, budget_mb=int(ten_thousand_images_mb) + 1)
+    assert not fits_in_memory(10_000, budget_mb=int(ten_thousand_images_mb) - 1)
+    assert not fits_in_memory(1, budget_mb=0)  # 0: always stream
+
+
+def test_streamed_and_cached_training_see_the_same_images_each_epoch(example_splits):
+    def one_epoch(cache_images):
+        dataset = make_dataset([example_splits["train"]], batch_size=4, training=True, seed=3,
+                               cache_images=cache_images, repeat=False)
+        pixels, labels = _all(dataset)
+        return sorted(zip(labels.tolist(), pixels.sum(axis=(1, 2, 3)).round(3).tolist()))
+
+    assert one_epoch(cache_images=False) == one_epoch(cache_images=True)

@@ -7,8 +7,9 @@ custom_config (every key required; the pipeline fills them from its config):
     batch_size    images per step (the tutorial's: 32)
     learning_rate Adam's (the tutorial's: Keras' default 0.001)
     seed          for shuffling, weight initialisation, dropout and augmentation
-    cache_images  keep decoded images in memory after the first epoch: 196 KB per image (128 x 128 x 3 float32),
-                  about 5,000 images per GB of memory to spare
+    image_cache_mb  memory for decoded images: where the train and eval splits fit in it (196 KB per image,
+                  128 x 128 x 3 float32), they stay in memory after the first epoch; otherwise every epoch
+                  streams them from the shards (input.py). 0: always stream
 
 train_args num_steps is the number of steps in each epoch, as TFX's Keras examples pass it to fit(); 0 or unset
 (TFX gives None) makes each epoch one full pass over the train split. eval_args num_steps likewise limits each
@@ -36,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.trainer import EVAL_REPORT_FILE, HISTORY_FILE, export
-from components.trainer.input import count_examples, make_dataset
+from components.trainer.input import DECODED_IMAGE_BYTES, count_examples, fits_in_memory, make_dataset
 from components.trainer.model import build_model
 from data_schema import display_name
 
@@ -55,7 +56,7 @@ class TrainerConfig:
     batch_size: int
     learning_rate: float
     seed: int
-    cache_images: bool
+    image_cache_mb: int
 
     @classmethod
     def from_custom_config(cls, custom_config: dict | None) -> TrainerConfig:
@@ -81,15 +82,14 @@ def run_fn(fn_args) -> None:
     fn_args.model_run_dir and export the serving model to fn_args.serving_model_dir."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config)
     keras.utils.set_random_seed(config.seed)
-    if fn_args.train_steps:
-        train_images_per_epoch = fn_args.train_steps * config.batch_size
-    else:
-        train_images_per_epoch = count_examples(fn_args.train_files)
+    train_images = count_examples(fn_args.train_files)
+    train_images_per_epoch = fn_args.train_steps * config.batch_size if fn_args.train_steps else train_images
+    cache_images = input_mode(train_images + count_examples(fn_args.eval_files), config.image_cache_mb)
     train_data = make_dataset(fn_args.train_files, config.batch_size, training=True, seed=config.seed,
-                              cache_images=config.cache_images, repeat=bool(fn_args.train_steps),
-                              example_count=None if fn_args.train_steps else train_images_per_epoch)
+                              cache_images=cache_images, repeat=bool(fn_args.train_steps),
+                              example_count=None if fn_args.train_steps else train_images)
     eval_data = make_dataset(fn_args.eval_files, config.batch_size, training=False, seed=config.seed,
-                             cache_images=config.cache_images, repeat=bool(fn_args.eval_steps))
+                             cache_images=cache_images, repeat=bool(fn_args.eval_steps))
 
     model = build_model(config.model, len(config.class_names), config.learning_rate)
     logging.info("Training %s (%d weights) for %d epochs of %d images", model.name, model.count_params(),
@@ -121,6 +121,15 @@ def run_fn(fn_args) -> None:
                   confusion_figure(confusion, config.class_names, model.name))
     export.export(model, list(config.class_names), fn_args.serving_model_dir)
     logging.info("Exported %s to %s; reports in %s", model.name, fn_args.serving_model_dir, run_dir)
+
+
+def input_mode(images: int, image_cache_mb: int) -> bool:
+    """Whether to cache the decoded images (True) or stream them, with the reason in the Trainer's log."""
+    cache = fits_in_memory(images, image_cache_mb)
+    needed_mb = images * DECODED_IMAGE_BYTES / 2**20
+    logging.info("Input: %s: %d decoded images take %.0f MB, training.image_cache_mb is %d", "cached in memory"
+                 if cache else "streamed from the shards every epoch", images, needed_mb, image_cache_mb)
+    return cache
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -19,11 +19,11 @@ def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **cust
         train_steps=train_steps, eval_steps=eval_steps,
         serving_model_dir=str(tmp_path / "serving_model"), model_run_dir=str(tmp_path / "model_run"),
         custom_config={"class_names": list(CLASS_NAMES), "seed": 0, "batch_size": 8, "learning_rate": 0.001,
-                       "cache_images": False, **custom_config})
+                       "image_cache_mb": 0, **custom_config})
 
 
 def test_run_fn_trains_writes_its_reports_and_exports_a_model_that_serves_alone(example_splits, tmp_path):
-    fn_args = _fn_args(example_splits, tmp_path, model="better_cnn", epochs=2, cache_images=True)
+    fn_args = _fn_args(example_splits, tmp_path, model="better_cnn", epochs=2, image_cache_mb=2048)
 
     run_fn(fn_args)
 
@@ -86,4 +86,4 @@ def test_custom_config_names_unknown_and_missing_keys():
         TrainerConfig.from_custom_config({"class_names": ["glacier"], "model": "seed_cnn", "epoch": 3})
     with pytest.raises(ValueError, match="class_names is empty"):
         TrainerConfig.from_custom_config({"class_names": [], "model": "seed_cnn", "epochs": 1, "batch_size": 1,
-                                          "learning_rate": 0.001, "seed": 0, "cache_images": False})
+                                          "learning_rate": 0.001, "seed": 0, "image_cache_mb": 0})
