@@ -148,7 +148,8 @@ def evaluate_locally(config: Config, examples_uri: str, model_uri: str, output: 
     context = Executor.Context(beam_pipeline_args=beam_pipeline_args(local), tmp_dir=str(output / "tmp"),
                                unique_id="evaluate-locally")
     Executor(context).Do({"examples": [examples], "model": [model]}, {"evaluation": [evaluation], "blessing": [blessing]},
-                         {"eval_config": proto_utils.proto_to_json(build_eval_config(config.evaluation, False)),
+                         {"eval_config": proto_utils.proto_to_json(build_eval_config(
+                             config.evaluation, False, num_classes=len(TUTORIAL_CLASSES))),
                           "example_splits": "null", "fairness_indicator_thresholds": "null"})
     return read_evaluation(evaluation.uri).candidate
 
