@@ -317,7 +317,7 @@ class Storage:
 
     def _sas_reader(self) -> "_SasReader | None":
         if self._reader is None:
-            self._reader = _SasReader.for_connection(self._connection or "", self._timeout_s, self._retries) or False
+            self._reader = _SasReader.for_storage(self, self._connection or "") or False
         return self._reader or None
 
     def read_text(self, uri: str) -> str:
@@ -454,13 +454,14 @@ class _SasReader:
                                   allowed_methods=["GET"], raise_on_status=False))
 
     @classmethod
-    def for_connection(cls, connection: str, timeout_s: int, retries: int) -> "_SasReader | None":
+    def for_storage(cls, storage: Storage, connection: str) -> "_SasReader | None":
+        """The reader for `storage`'s connection string; None where it holds neither an account key nor a SAS."""
         fields = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
         account_key, fixed_sas = fields.get("AccountKey"), fields.get("SharedAccessSignature")
         if not (account_key or fixed_sas) or not fields.get("AccountName") and not fields.get("BlobEndpoint"):
             return None
-        probe = Storage(connection)
-        return cls(probe.endpoint, probe.account, account_key, fixed_sas and fixed_sas.lstrip("?"), timeout_s, retries)
+        return cls(storage.endpoint, storage.account, account_key, fixed_sas and fixed_sas.lstrip("?"),
+                   storage._timeout_s, storage._retries)
 
     def _token(self, container: str) -> str:
         if self._fixed_sas:
