@@ -157,7 +157,10 @@ def measure_case(base: dict, case: str, scratch: Path) -> dict:
 
 def stage_rows(result: dict) -> dict[str, dict]:
     """{stage: {"seconds", "peak_rss_mb"}} of one case, flat, in the order a user runs them."""
-    stages = result["pipeline"]["stages"]
+    stages = dict(result["pipeline"]["stages"])
+    if stages.get("Trainer", {}).get("epoch_seconds"):
+        # The Trainer's row is its one epoch, without the model's build and export.
+        stages["Trainer"] = {**stages["Trainer"], "seconds": stages["Trainer"]["epoch_seconds"]}
     return {"ingest": result["ingest"], **{name: stages[name] for name in COMPONENTS if name in stages},
             "batch-predict": result["batch-predict"]}
 
@@ -169,18 +172,24 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (time_axes, memory_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
+    # One line per stage through the 10-class cases; a case with other classes is a lone star of the same colour,
+    # since joining it to the line would read as a trend in the number of images.
     for stage in stage_rows(results[0]):
-        points = sorted((result["images"], stage_rows(result)[stage], result["case"]) for result in results)
-        images = [point[0] for point in points]
-        time_axes.plot(images, [point[1]["seconds"] for point in points], marker="o", label=stage)
-        memory_axes.plot(images, [point[1]["peak_rss_mb"] for point in points], marker="o", label=stage)
+        colour = None
+        for on_line in (True, False):
+            points = sorted((result["images"], stage_rows(result)[stage]) for result in results
+                            if (result["classes"] == 10) == on_line)
+            if not points:
+                continue
+            images = [point[0] for point in points]
+            style = {"marker": "o", "label": stage} if on_line else {"marker": "*", "markersize": 12, "linestyle": ""}
+            for axes, field in ((time_axes, "seconds"), (memory_axes, "peak_rss_mb")):
+                line, = axes.plot(images, [point[1][field] for point in points], color=colour, **style)
+            colour = line.get_color()
     for axes, label in ((time_axes, "wall time (s)"), (memory_axes, "peak resident memory (MB)")):
-        axes.set_xlabel("images (365-class case marked)")
+        axes.set_xlabel("images (lines: 10 classes; stars: 365 classes)")
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
-        for result in results:
-            if result["classes"] != 10:
-                axes.axvline(result["images"], color="grey", linestyle=":", linewidth=1)
     time_axes.set_title("Wall time per stage (Trainer: one epoch)")
     memory_axes.set_title("Peak memory per stage")
     time_axes.legend()
