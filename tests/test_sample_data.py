@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from data_schema import CATEGORIES_FILE, TUTORIAL_CLASSES, category_key, folder_name, places365_categories
-from ingestion.sample_data import generate, image_spec
+from sample_data import generate, image_spec
 
 
 def digests(folder: Path) -> dict[str, str]:
