@@ -3,7 +3,8 @@
 Not needed locally (`./places` runs from the checkout). Dataflow, Flink and Spark workers import
 ingestion/, components/, serving/... inside Beam transforms, so a remote run ships them with
 `beam.extra_args=["--setup_file=./setup.py"]`. The worker image must already hold the pinned stack of
-requirements.txt; install_requires stays empty so a worker never re-resolves it.
+requirements.txt; install_requires stays empty so a worker never re-resolves it. sample_data/ is left out: it
+writes files for ingestion to read, and no worker imports it.
 """
 
 import setuptools

@@ -41,8 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=4000, help="input size (10 classes)")
     arguments = parser.parse_args()
-    from ingestion.sample_data import generate
     from ingestion.upload import upload
+    from sample_data import generate
 
     with tempfile.TemporaryDirectory(prefix="places-bench-") as scratch:
         ports = {f"cluster.{name}": str(free_port()) for name in

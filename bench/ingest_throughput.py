@@ -91,8 +91,8 @@ def machine_limit(config: Config, local: Path, input_uri: str) -> dict:
 
 
 def measure(settings: dict, images: int, scratch: Path) -> dict:
-    from ingestion.sample_data import generate
     from ingestion.upload import upload
+    from sample_data import generate
 
     config = apply(Config(), settings)
     per_class = images // len(TUTORIAL_CLASSES)

@@ -4,8 +4,9 @@
 
 For each seed it generates the 10 tutorial classes into a temporary folder, trains the CNN with plain
 Keras on a random 80/20 split and prints one JSON object: validation accuracy per seed, epochs, images,
-generation speed and training time. ingestion/sample_data.py is tuned so the accuracy lands between
-40 % and 90 %: lower, the demo model learns nothing; higher, the data no longer tells models apart.
+generation speed and training time. The nuisance strengths in sample_data/rendering.py are tuned so the
+accuracy lands between 40 % and 90 %: lower, the demo model learns nothing; higher, the data no longer tells
+models apart.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from core.console import quiet_libraries
 from data_schema import IMAGE_SIZE, TUTORIAL_CLASSES, folder_name
-from ingestion.sample_data import generate
+from sample_data import generate
 
 BATCH_SIZE = 32
 VALIDATION_SHARE = 0.2

@@ -128,8 +128,8 @@ def in_fresh_process(stage: str, settings: dict, *arguments: str) -> dict:
 
 def measure_case(base: dict, case: str, scratch: Path) -> dict:
     from data_schema import TUTORIAL_CLASSES, resolve_classes
-    from ingestion.sample_data import generate
     from ingestion.upload import upload
+    from sample_data import generate
 
     class_count, per_class = (int(number) for number in case.split("x"))
     classes = TUTORIAL_CLASSES if class_count == len(TUTORIAL_CLASSES) else resolve_classes("all")[:class_count]

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/trainer_throughput.py                      # 200 per class, 20 epochs
     PYTHONPATH=. .venv/bin/python bench/trainer_throughput.py --per-class 20 --epochs 2 --throughput-rounds 1
 
-1. Generates the 10 tutorial classes (ingestion.sample_data, folders layout), converts each image as ingestion
+1. Generates the 10 tutorial classes (sample_data, folders layout), converts each image as ingestion
    does (ingestion.images.convert: RGB JPEG at IMAGE_SIZE) and writes a seeded 80/20 split as GZIP TFRecord
    shards of tf.Example, in the layout ExampleGen gives the Trainer (Split-train/, Split-eval/).
 2. Throughput: training images/s (wall clock) and CPU ms per image, for each model, back to back in this
@@ -32,7 +32,7 @@ import numpy as np
 from core.config import MODEL_NAMES, IngestConfig
 from data_schema import IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, TUTORIAL_CLASSES, folder_name
 from ingestion.images import convert
-from ingestion.sample_data import generate
+from sample_data import generate
 
 BATCH_SIZE = 32
 EVAL_SHARE = 0.2

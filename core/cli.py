@@ -159,7 +159,7 @@ def cluster_status(ctx: click.Context) -> None:
 def sample_data(ctx, out_dir, per_class, classes, layout, seed) -> None:
     """Generate an offline stand-in for Places365: scene-like JPEG/PNG images whose classes a CNN can learn."""
     from data_schema import resolve_classes
-    from ingestion.sample_data import generate
+    from sample_data import generate
 
     config = config_of(ctx)
     try:

@@ -23,8 +23,8 @@ from core.config import Config, apply
 from data_schema import TUTORIAL_CLASSES
 from ingestion.job import ingest
 from ingestion.manifest import read_manifest
-from ingestion.sample_data import generate
 from ingestion.upload import upload
+from sample_data import generate
 from tests.fixtures import free_port
 
 pytestmark = pytest.mark.slow

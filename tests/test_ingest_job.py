@@ -23,8 +23,8 @@ from core.storage import (CONNECTION_STRING_ENV, EMULATOR_KEY, Storage, StorageA
                           emulator_connection_string, join)
 from ingestion.job import LOCAL_PROGRESS, IngestError, ingest, split_of
 from ingestion.manifest import MANIFEST_FILE, read_manifest
-from ingestion.sample_data import generate
 from ingestion.upload import upload
+from sample_data import generate
 from tests.fixtures import free_port
 
 pytestmark = pytest.mark.slow

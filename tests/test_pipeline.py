@@ -22,10 +22,10 @@ from mlflow import MlflowClient
 from core.config import PROJECT_ROOT, apply
 from data_schema import TUTORIAL_CLASSES
 from ingestion.job import ingest
-from ingestion.sample_data import generate
 from ingestion.upload import upload
 from pipeline.inspect_run import inspect_run
 from pipeline.runner import run_pipeline
+from sample_data import generate
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from data_schema import CATEGORIES_FILE, TUTORIAL_CLASSES, category_key, folder_name, places365_categories
-from ingestion.sample_data import generate, image_spec
+from sample_data import generate, image_spec
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -29,6 +29,38 @@ def generated(folder: Path, *arguments) -> dict[str, str]:
 
 def official_index(key: str) -> int:
     return places365_categories().index(key)
+
+
+# Files written by generate(out, PINNED_CLASSES, 3, layout, 365), the default data.sample_seed: a tutorial
+# recipe, an indoor and an outdoor scene family. A change that is meant to alter the images (a recipe, a
+# nuisance strength) updates these and reruns bench/sample_data_difficulty.py; any other change must keep them.
+PINNED_CLASSES = ("igloo", "bedroom", "arena/hockey")
+PINNED_DIGESTS = {
+    "folders": {
+        "Arena - Hockey/arena-hockey_00003.jpg": "6434f123378a675b12c306d2f9a9707c5cb7e1e6bbf4c524d973513ca60f7c8a",
+        "Bedroom/bedroom_00002.png": "d6d7abbff6a1dee49a9d94245dcc1d5901985020a1200e39e45cc4a452f7f2e0",
+        "Igloo/igloo_00001.jpg": "940238c81d18efd711eb3e63950a8e2c816f0a12ce5612854f9d14f861a43f2c",
+    },
+    "places365-lists": {
+        "categories_places365.txt": "30765acf8e994f938fc1b027b07b9dc582e2327025da65005493cbe0cf3a8727",
+        "places365_train_standard.txt": "a1563801a6e7eb5d7ef3f5477ca09611e73f25cbbaec9c2190ee64e89da58676",
+        "places365_val.txt": "7a9a5c295815fe4d7bf2ef3e4651562858b3c09e3a5d56c3822ce5dd18788566",
+        "data_256/a/arena/hockey/00000002.jpg": "6434f123378a675b12c306d2f9a9707c5cb7e1e6bbf4c524d973513ca60f7c8a",
+        "data_256/b/bedroom/00000001.jpg": "266bb6d740f68012174f403cd485dafc4037f1d7be05bb34a13b44f33bc4b37b",
+        "val_256/Places365_val_00000001.jpg": "24d8c257e7ea3fb2b26d39b31c65e1297d516962ed85441674c670639cdcf92a",
+    },
+    "places365-small": {
+        "data_256/a/arena/hockey/00000001.jpg": "01985e50fb8908d6d089e4c3aa27f6a2b2daf8841457b2ef9211de5fc0702848",
+        "data_256/b/bedroom/00000003.jpg": "28cc1c90798dc63ef2d01b9865274754d1ef34dfd42c89d0ac65e5cb431eb8af",
+        "data_256/i/igloo/00000002.jpg": "24d8c257e7ea3fb2b26d39b31c65e1297d516962ed85441674c670639cdcf92a",
+    },
+}
+
+
+@pytest.mark.parametrize("layout", sorted(PINNED_DIGESTS))
+def test_default_seed_still_writes_the_pinned_bytes(tmp_path, layout):
+    written = generated(tmp_path, PINNED_CLASSES, 3, layout, 365)
+    assert {name: written.get(name) for name in PINNED_DIGESTS[layout]} == PINNED_DIGESTS[layout]
 
 
 def test_same_seed_gives_identical_files_and_another_seed_other_files(tmp_path):

@@ -17,7 +17,7 @@ from ingestion.manifest import MANIFEST_FILE, read_manifest
 @pytest.fixture(scope="module")
 def ingested(azurite, storage, tmp_path_factory) -> str:
     """A real ingestion of 3 classes x 6 images, in the test Azurite."""
-    from ingestion.sample_data import generate
+    from sample_data import generate
 
     images = tmp_path_factory.mktemp("images")
     generate(images, ("igloo", "lawn", "runway"), 6, "folders", seed=3)
