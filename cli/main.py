@@ -1,4 +1,6 @@
-"""`./places`: the one command line for the whole project. `./places COMMAND --help` explains each command."""
+"""`./places`: the one command line for the whole project. `./places COMMAND --help` explains each command.
+
+The top layer: it drives every package below it, and none of them imports it."""
 
 from __future__ import annotations
 
@@ -415,7 +417,3 @@ def test(ctx) -> None:
 
     os.chdir(PROJECT_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *ctx.args])
-
-
-if __name__ == "__main__":
-    main(prog_name="places")
