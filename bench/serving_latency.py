@@ -174,7 +174,7 @@ def measure_latency(config: Config, model, requests: int, rounds: int, scratch: 
     body = json.dumps({"inputs": pixels.tolist()}).encode()
     places_port, mlflow_port = free_port(), free_port()
     servers = {
-        "places_serve": (start_server([sys.executable, "-m", "core.cli", "serve", "--port", str(places_port)],
+        "places_serve": (start_server([sys.executable, "-m", "cli", "serve", "--port", str(places_port)],
                                       {**cli_environment(config), "PYTHONPATH": str(PROJECT_ROOT)},
                                       scratch / "places-serve.log"), places_port),
         "mlflow_serve": (start_server([sys.executable, "-m", "mlflow", "models", "serve", "-m",

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import tomli
 
+from core.errors import UserError
+
 PROJECT_ROOT = Path(os.environ.get("PLACES_ROOT", Path(__file__).resolve().parent.parent))
 EMULATOR_ACCOUNT = "devstoreaccount1"
 
@@ -209,8 +211,8 @@ class Config:
         return _to_plain(self)
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(UserError):
+    """A setting, config file or `--set` that cannot be used; the message names it and what it takes."""
 
 
 def load_config(config_file: str | Path | None = None, overrides: typing.Iterable[str] = (),

@@ -1,7 +1,9 @@
-"""The project's error for mistakes a user can fix (a bad request, an unknown model, ...).
+"""The one base class of the errors a user can fix: a bad setting, blob storage that does not answer, input
+that cannot be ingested, a bad request, an unknown model, ...
 
-The CLI prints it as one line with exit code 1, like configuration and storage errors; the message says what
-was wrong and what to do.
+Each layer subclasses it for its own errors (ConfigError, StorageError, IngestError, ...). The CLI catches only
+this class and prints the message as one line with exit code 1, so every message names the thing (file, blob,
+setting, port) and the fix. Any other exception is a bug, and shows its traceback.
 """
 
 

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.config import EMULATOR_ACCOUNT, PROJECT_ROOT, Config
+from core.errors import UserError
 
 
-class ServiceError(RuntimeError):
-    pass
+class ServiceError(UserError):
+    """A local service cannot be started, stopped or reached; the message names it and what to do."""
 
 
 @dataclass(frozen=True)

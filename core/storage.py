@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import EMULATOR_ACCOUNT, Config
+from core.errors import UserError
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 BLOB_SCHEME = "azfs://"
@@ -27,7 +28,7 @@ BLOB_SCHEME = "azfs://"
 EMULATOR_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """A storage failure with a message that names the blob or path and says what to do."""
 
 

@@ -54,8 +54,8 @@ _SKIPPED = beam.metrics.Metrics.counter("ingest", "images_skipped")
 def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto") -> Manifest:
     """Ingest the images at `input_uri` into `output_uri` and return the manifest, once it is committed.
 
-    IngestError (a StorageError) where the input as a whole cannot be ingested; single bad files are
-    rejected and listed in the manifest instead.
+    IngestError where the input as a whole cannot be ingested; single bad files are rejected and listed in the
+    manifest instead.
     """
     try:
         classes = data_schema.resolve_classes(config.data.classes)

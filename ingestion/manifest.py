@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass
 
 from core.console import table
-from core.storage import NotFound, Storage, StorageError, join
+from core.errors import UserError
+from core.storage import NotFound, Storage, join
 from data_schema import EVAL_SPLIT, SCHEMA_VERSION, TRAIN_SPLIT
 
 MANIFEST_FILE = "manifest.json"
@@ -24,7 +25,7 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 SUMMARY_ITEMS = 5
 
 
-class IngestError(StorageError):
+class IngestError(UserError):
     """Ingestion cannot go on; the message names the input or output and what to do."""
 
 

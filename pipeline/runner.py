@@ -24,16 +24,17 @@ from components.validation_gate.executor import DataValidationFailed
 from core import cluster
 from core.beam import FLINK
 from core.config import Config
+from core.errors import UserError
 from core.storage import Storage
 from data_schema import curated_schema, resolve_classes
-from ingestion.manifest import IngestError, read_manifest
+from ingestion.manifest import read_manifest
 from pipeline.pipeline import PipelineInputs, create_pipeline, local_pipeline_folder, metadata_connection
 from pipeline.report import RunRecord, collect, terminal_summary, write_report
 from pipeline.run_outputs import latest_run
 from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
 
 
-class PipelineError(IngestError):
+class PipelineError(UserError):
     """The pipeline cannot start; the message says what to do."""
 
 

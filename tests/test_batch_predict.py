@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from core.cli import main as places
+from cli.main import main as places
 from core.config import Config, apply
 from core.storage import NotFound, Storage, join
 from data_schema import TUTORIAL_CLASSES, display_name

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import data_schema
+from cli.main import main as places
 from core import services
-from core.cli import main as places
 from core.config import Config, apply
 from core.storage import (CONNECTION_STRING_ENV, EMULATOR_KEY, Storage, StorageAuthError, StorageError,
                           emulator_connection_string, join)

@@ -22,8 +22,8 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
+from cli.main import main as places
 from core.errors import UserError
-from core.cli import main as places
 from core.config import PROJECT_ROOT, Config
 from core.storage import join
 from data_schema import TUTORIAL_CLASSES, display_name
@@ -314,12 +314,12 @@ def test_predict_names_the_file_that_is_no_image(champion, tmp_path):
 
 
 def launcher_environment(config: Config) -> dict[str, str]:
-    """What ./places sets up before it runs `python -m core.cli`."""
+    """What ./places sets up before it runs `python -m cli`."""
     return {**os.environ, **cli_environment(config), "PYTHONPATH": str(PROJECT_ROOT), "PLACES_ROOT": str(PROJECT_ROOT)}
 
 
 def test_the_command_line_names_a_missing_model_in_one_line(champion):
-    result = subprocess.run([sys.executable, "-m", "core.cli", "serve", "--model", "serving-tests/9"], cwd=PROJECT_ROOT,
+    result = subprocess.run([sys.executable, "-m", "cli", "serve", "--model", "serving-tests/9"], cwd=PROJECT_ROOT,
                             env=launcher_environment(champion), capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 1
@@ -332,7 +332,7 @@ def test_the_command_line_names_a_missing_model_in_one_line(champion):
 def test_serve_answers_until_ctrl_c_or_kill_and_then_stops(champion, stop_signal):
     port = free_port()
     # Started as a script's background job would be: SIGINT ignored, which serve must not inherit.
-    server = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
                               env=launcher_environment(champion), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:

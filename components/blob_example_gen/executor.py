@@ -13,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tfx.dsl.io import fileio
 
+from core.errors import UserError
 from core.storage import Storage, join
-from ingestion.manifest import SPLITS, IngestError, Manifest, read_manifest, split_folder
+from ingestion.manifest import SPLITS, Manifest, read_manifest, split_folder
 
 
-class DataChanged(IngestError):
+class DataChanged(UserError):
     """The ingested data changed between building the pipeline and running this component."""
 
 

@@ -1,4 +1,6 @@
-"""`./places`: the one command line for the whole project. `./places COMMAND --help` explains each command."""
+"""`./places`: the one command line for the whole project. `./places COMMAND --help` explains each command.
+
+The top layer: it drives every package below it, and none of them imports it."""
 
 from __future__ import annotations
 
@@ -11,20 +13,19 @@ import click
 
 from core import services as services_module
 from core import storage as storage_module
-from core.config import MODEL_NAMES, Config, ConfigError, load_config, with_flags
+from core.config import MODEL_NAMES, Config, load_config, with_flags
 from core.console import quiet_libraries, table
 from core.errors import UserError
 
 
 class PlacesGroup(click.Group):
-    """Turns the project's own errors into one clear line and exit code 1, not a traceback."""
+    """Prints what the user must fix (a UserError, whose message names the thing and the fix) as one line and
+    exits with code 1. Any other exception is a bug: it propagates, and Python prints its traceback."""
 
     def invoke(self, ctx):
-        from core.storage import StorageError
-
         try:
             return super().invoke(ctx)
-        except (ConfigError, StorageError, services_module.ServiceError, UserError) as error:
+        except UserError as error:
             click.echo(f"\nplaces: error: {storage_module.redact(str(error))}", err=True)
             sys.exit(1)
 
@@ -415,7 +416,3 @@ def test(ctx) -> None:
 
     os.chdir(PROJECT_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *ctx.args])
-
-
-if __name__ == "__main__":
-    main(prog_name="places")
