@@ -1,4 +1,5 @@
-"""MLflow tracking of pipeline runs: one MLflow run per pipeline run, and the champion in the registry.
+"""MLflow tracking of pipeline runs: one MLflow run per pipeline run, its params, metrics, tags and artifacts.
+The model registry (champion, versions) is registry/'s.
 
 The runner talks to MLflow through MlflowClient only, never the fluent `mlflow.start_run` stack, so
 components (the Pusher) can log into the same run from inside the pipeline.
@@ -9,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-import shutil
 import subprocess
 from pathlib import Path
 
-from components.mlflow_pusher.executor import CHAMPION_ALIAS
 from core.config import PROJECT_ROOT, Config, flatten
 from core.services import process_alive
 
@@ -113,30 +112,6 @@ class Tracking:
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
-
-    def champion(self):
-        """The registry's champion model version, or None before the first push."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version_by_alias(self.config.mlflow.model_name, CHAMPION_ALIAS)
-        except MlflowException:
-            return None
-
-    def download_champion(self, version) -> str:
-        """The champion's model folder (holding Format-Serving/), downloaded once into the state folder."""
-        import mlflow.artifacts
-
-        target = self.config.state_dir / "champions" / f"{version.name}-v{version.version}"
-        if not (target / "artifacts" / "Format-Serving" / "saved_model.pb").exists():
-            # Download beside the target, then rename: a broken download never looks like a model.
-            staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(staging))
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-        return str(target / "artifacts")
 
     def run(self, run_id: str | None):
         """An MLflow run by id, or this experiment's newest when `run_id` is None."""
