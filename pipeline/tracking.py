@@ -14,12 +14,17 @@ import subprocess
 from pathlib import Path
 
 from core.config import PROJECT_ROOT, Config, flatten
+from core.errors import UserError
 from core.services import process_alive
 
 PID_TAG = "places.pid"
 HOST_TAG = "places.host"
 # Tags that let `./places inspect RUN` find the TFX artifacts of a run: tfx.<node>.<output> = local URI.
 ARTIFACT_TAG_PREFIX = "tfx."
+
+
+class RunNotFound(UserError):
+    """The MLflow run asked for does not exist; the message says how to get one or find its id."""
 
 
 def git_commit() -> str:
@@ -115,9 +120,19 @@ class Tracking:
 
     def run(self, run_id: str | None):
         """An MLflow run by id, or this experiment's newest when `run_id` is None."""
+        from mlflow.exceptions import MlflowException
+
         if run_id:
-            return self.client.get_run(run_id)
+            try:
+                return self.client.get_run(run_id)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                raise RunNotFound(f"the MLflow server at {self.config.mlflow_uri} has no run {run_id}: give the id "
+                                  f"of a run of experiment '{self.config.mlflow.experiment}', or none for the "
+                                  "newest") from None
         runs = self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
-            raise LookupError(f"experiment '{self.config.mlflow.experiment}' has no runs yet: run `./places run`")
+            raise RunNotFound(f"experiment '{self.config.mlflow.experiment}' at {self.config.mlflow_uri} has no runs "
+                              "yet: run `./places run` first")
         return runs[0]
