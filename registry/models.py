@@ -13,8 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tfx.utils.path_constants import SERVING_MODEL_DIR
-
 from core.config import Config
 from core.errors import UserError
 
@@ -127,6 +125,7 @@ class Registry:
         """The folder of ModelVersion `version` that holds its SavedModel in SERVING_MODEL_DIR, as a TFX model
         artifact does (the flavour's artifacts/), downloaded once into download_dir."""
         import mlflow.artifacts
+        from tfx.utils.path_constants import SERVING_MODEL_DIR
 
         target = self.download_dir / f"{version.name}-v{version.version}"
         if not (target / "artifacts" / SERVING_MODEL_DIR / "saved_model.pb").exists():
