@@ -40,7 +40,8 @@ def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
 
 class Registry:
     """The MLflow Model Registry at `tracking_uri`. `model_name` is the model the pipeline pushes and whose
-    champion it compares against (mlflow.model_name); `download_dir` is where versions are downloaded to."""
+    champion it compares against (mlflow.model_name); `download_dir` is where download() puts versions (from_config:
+    the state folder's champions/)."""
 
     def __init__(self, tracking_uri: str, model_name: str, download_dir: Path | None = None):
         import mlflow
@@ -51,7 +52,7 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.model_name = model_name
         self.download_dir = download_dir
-        self.client = MlflowClient(tracking_uri)
+        self._client = MlflowClient(tracking_uri)
 
     @classmethod
     def from_config(cls, config: Config) -> Registry:
@@ -69,16 +70,16 @@ class Registry:
 
         from registry import flavour
 
-        existing = self.client.search_model_versions(f"name = '{self.model_name}' and tag.{SOURCE_TAG} = '{model_uri}'")
+        existing = self._client.search_model_versions(f"name = '{self.model_name}' and tag.{SOURCE_TAG} = '{model_uri}'")
         if existing:
             version = existing[0].version
         else:
             with tempfile.TemporaryDirectory() as folder:
                 flavour.save(f"{folder}/model", serving_model_dir)
-                self.client.log_artifacts(run_id, f"{folder}/model", "model")
+                self._client.log_artifacts(run_id, f"{folder}/model", "model")
             version = mlflow.register_model(f"runs:/{run_id}/model", self.model_name,
                                             tags={**tags, SOURCE_TAG: model_uri}).version
-        self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
+        self._client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
         return str(version)
 
     def champion(self):
@@ -86,7 +87,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+            return self._client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
         except MlflowException as error:
             if not _is_missing(error):
                 raise
@@ -101,8 +102,8 @@ class Registry:
         name, alias, version = parse_reference(reference)
         try:
             if alias:
-                return self.client.get_model_version_by_alias(name, alias)
-            return self.client.get_model_version(name, version)
+                return self._client.get_model_version_by_alias(name, alias)
+            return self._client.get_model_version(name, version)
         except MlflowException as error:
             if not _is_missing(error):
                 raise
@@ -111,14 +112,14 @@ class Registry:
             hint = "register one with `./places run` (a blessed model becomes the champion)"
         else:
             hint = f"its versions are {', '.join(known)}"
-            aliases = sorted(self.client.get_registered_model(name).aliases) if alias else []
+            aliases = sorted(self._client.get_registered_model(name).aliases) if alias else []
             if aliases:
                 hint += f", its aliases {', '.join(aliases)}"
         raise ModelNotFound(f"the MLflow registry at {self.tracking_uri} has no model {reference}: {hint}")
 
     def versions(self, name: str | None = None) -> list[str]:
         """The registered versions of `name` (default: model_name), oldest first; none for an unknown model."""
-        found = self.client.search_model_versions(f"name = '{name or self.model_name}'")
+        found = self._client.search_model_versions(f"name = '{name or self.model_name}'")
         return sorted((version.version for version in found), key=int)
 
     def download(self, version) -> str:
