@@ -70,7 +70,8 @@ class Registry:
 
         from registry import flavour
 
-        existing = self._client.search_model_versions(f"name = '{self.model_name}' and tag.{SOURCE_TAG} = '{model_uri}'")
+        existing = self._client.search_model_versions(
+            f"name = '{self.model_name}' and tag.{SOURCE_TAG} = '{model_uri}'")
         if existing:
             version = existing[0].version
         else:
