@@ -13,7 +13,7 @@ setuptools.setup(
     name="places365-tfx",
     version="0.1.0",
     packages=setuptools.find_packages(include=[
-        "core", "data_schema", "ingestion", "components", "components.*", "pipeline", "serving",
+        "core", "data_schema", "ingestion", "registry", "components", "components.*", "pipeline", "serving",
     ]),
     package_data={"data_schema": ["*.txt", "*.pbtxt"], "pipeline": ["*.html"]},
     python_requires="==3.10.*",

@@ -180,8 +180,9 @@ def measure_latency(config: Config, model, requests: int, rounds: int, scratch: 
         "mlflow_serve": (start_server([sys.executable, "-m", "mlflow", "models", "serve", "-m",
                                        f"models:/{model.reference}", "--env-manager", "local", "--host", "127.0.0.1",
                                        "-p", str(mlflow_port)],
-                                      # It starts `uvicorn` by name, from the PATH: this environment's.
-                                      {"MLFLOW_TRACKING_URI": config.mlflow_uri,
+                                      # It starts `uvicorn` by name, from the PATH: this environment's. The
+                                      # version's flavour (registry.flavour) is imported from the checkout.
+                                      {"MLFLOW_TRACKING_URI": config.mlflow_uri, "PYTHONPATH": str(PROJECT_ROOT),
                                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
                                       scratch / "mlflow-serve.log"), mlflow_port),
     }

@@ -32,6 +32,7 @@ from pipeline.pipeline import PipelineInputs, create_pipeline, local_pipeline_fo
 from pipeline.report import RunRecord, collect, terminal_summary, write_report
 from pipeline.run_outputs import latest_run
 from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
+from registry import Registry
 
 
 class PipelineError(UserError):
@@ -150,12 +151,13 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
             echo(f"marked MLflow run {run_id} KILLED: the `./places run` that started it is gone")
         run_id = tracking.start_run(manifest.to_json(), manifest.content_hash)
         echo(f"MLflow run {run_id}: {tracking.run_url(run_id)}")
-        champion = tracking.champion()
+        registry = Registry.from_config(config)
+        champion = registry.champion()
         inputs = PipelineInputs(
             content_hash=manifest.content_hash,
             class_names=tuple(manifest.classes),
             curated_schema_file=write_curated_schema(config, tuple(manifest.classes)),
-            champion_model_dir=tracking.download_champion(champion) if champion else None,
+            champion_model_dir=registry.download(champion) if champion else None,
             mlflow_run_id=run_id)
         echo(f"champion: {f'version {champion.version}' if champion else 'none yet (the first blessed model becomes it)'}")
         started, started_at = time.monotonic(), datetime.now(timezone.utc)

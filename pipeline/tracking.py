@@ -1,4 +1,5 @@
-"""MLflow tracking of pipeline runs: one MLflow run per pipeline run, and the champion in the registry.
+"""MLflow tracking of pipeline runs: one MLflow run per pipeline run, its params, metrics, tags and artifacts.
+The model registry (champion, versions) is registry/'s.
 
 The runner talks to MLflow through MlflowClient only, never the fluent `mlflow.start_run` stack, so
 components (the Pusher) can log into the same run from inside the pipeline.
@@ -9,18 +10,21 @@ from __future__ import annotations
 import json
 import os
 import socket
-import shutil
 import subprocess
 from pathlib import Path
 
-from components.mlflow_pusher.executor import CHAMPION_ALIAS
 from core.config import PROJECT_ROOT, Config, flatten
+from core.errors import UserError
 from core.services import process_alive
 
 PID_TAG = "places.pid"
 HOST_TAG = "places.host"
 # Tags that let `./places inspect RUN` find the TFX artifacts of a run: tfx.<node>.<output> = local URI.
 ARTIFACT_TAG_PREFIX = "tfx."
+
+
+class RunNotFound(UserError):
+    """The MLflow run asked for does not exist; the message says how to get one or find its id."""
 
 
 def git_commit() -> str:
@@ -114,35 +118,21 @@ class Tracking:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
-    def champion(self):
-        """The registry's champion model version, or None before the first push."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version_by_alias(self.config.mlflow.model_name, CHAMPION_ALIAS)
-        except MlflowException:
-            return None
-
-    def download_champion(self, version) -> str:
-        """The champion's model folder (holding Format-Serving/), downloaded once into the state folder."""
-        import mlflow.artifacts
-
-        target = self.config.state_dir / "champions" / f"{version.name}-v{version.version}"
-        if not (target / "artifacts" / "Format-Serving" / "saved_model.pb").exists():
-            # Download beside the target, then rename: a broken download never looks like a model.
-            staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(staging))
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-        return str(target / "artifacts")
-
     def run(self, run_id: str | None):
         """An MLflow run by id, or this experiment's newest when `run_id` is None."""
+        from mlflow.exceptions import MlflowException
+
         if run_id:
-            return self.client.get_run(run_id)
+            try:
+                return self.client.get_run(run_id)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                raise RunNotFound(f"the MLflow server at {self.config.mlflow_uri} has no run {run_id}: give the id "
+                                  f"of a run of experiment '{self.config.mlflow.experiment}', or none for the "
+                                  "newest") from None
         runs = self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
-            raise LookupError(f"experiment '{self.config.mlflow.experiment}' has no runs yet: run `./places run`")
+            raise RunNotFound(f"experiment '{self.config.mlflow.experiment}' at {self.config.mlflow_uri} has no runs "
+                              "yet: run `./places run` first")
         return runs[0]

@@ -1,5 +1,5 @@
 """A registered model, ready to answer: `load(config, "places365-scenes@champion")` finds the version in the MLflow
-registry, downloads it once into the state folder (pipeline.tracking) and loads its SavedModel.
+registry, downloads it once into the state folder (both registry/) and loads its SavedModel.
 
 The SavedModel's signatures are called directly, not through the registered pyfunc: the pyfunc wraps every call
 in pandas/schema handling that the endpoint's own checks (serving.inputs) make unnecessary.
@@ -8,7 +8,6 @@ in pandas/schema handling that the endpoint's own checks (serving.inputs) make u
 from __future__ import annotations
 
 import functools
-import re
 import typing
 from dataclasses import dataclass
 
@@ -16,18 +15,11 @@ import numpy as np
 import tensorflow as tf
 from tfx.utils.path_constants import SERVING_MODEL_DIR
 
-from core.errors import UserError
 from core.config import Config
 from core.storage import join
 from data_schema import display_name
-from pipeline.tracking import CHAMPION_ALIAS, Tracking
+from registry import Registry
 from serving import inputs
-
-_REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<version>\d+))$")
-
-
-class ModelNotFound(UserError):
-    """The model named is not in the registry; the message says how to get one there."""
 
 
 @dataclass(frozen=True)
@@ -102,41 +94,12 @@ class SceneModel:
                  for index in indices] for row, indices in zip(probabilities, order)]
 
 
-def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
-    """"NAME@alias" or "NAME/version" -> (name, alias, version), one of the last two None."""
-    match = _REFERENCE.match(reference.strip())
-    if match is None:
-        raise ModelNotFound(f"'{reference}' names no registered model: write NAME@ALIAS (e.g. "
-                            f"places365-scenes@{CHAMPION_ALIAS}) or NAME/VERSION (e.g. places365-scenes/3)")
-    return match["name"], match["alias"], match["version"]
-
-
-def find_version(tracking: Tracking, reference: str | None = None):
-    """The MLflow ModelVersion that `reference` (default: mlflow.model_name@champion) names."""
-    from mlflow.exceptions import MlflowException
-
-    config = tracking.config
-    reference = reference or f"{config.mlflow.model_name}@{CHAMPION_ALIAS}"
-    name, alias, version = parse_reference(reference)
-    try:
-        if alias:
-            return tracking.client.get_model_version_by_alias(name, alias)
-        return tracking.client.get_model_version(name, version)
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(error).lower():
-            raise
-    known = [found.version for found in tracking.client.search_model_versions(f"name = '{name}'")]
-    hint = (f"its versions are {', '.join(sorted(known, key=int))}" if known
-            else "register one with `./places run` (a blessed model becomes the champion)")
-    raise ModelNotFound(f"the MLflow registry at {config.mlflow_uri} has no model {reference}: {hint}")
-
-
 def load(config: Config, reference: str | None = None) -> SceneModel:
     """The registered model `reference` (default: mlflow.model_name@champion), downloaded and loaded once per
     process: batch prediction's driver and its local-runner workers share it."""
-    tracking = Tracking(config)
-    version = find_version(tracking, reference)
-    model_dir = tracking.download_champion(version)
+    registry = Registry.from_config(config)
+    version = registry.find(reference)
+    model_dir = registry.download(version)
     return _loaded(join(model_dir, SERVING_MODEL_DIR), version.name, str(version.version),
                    config.ingest.max_image_pixels)
 

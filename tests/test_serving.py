@@ -27,6 +27,7 @@ from core.errors import UserError
 from core.config import PROJECT_ROOT, Config
 from core.storage import join
 from data_schema import TUTORIAL_CLASSES, display_name
+from registry import ModelNotFound
 from serving import model as serving_model
 from serving.client import demo_requests
 from serving.server import ScoringServer, running
@@ -275,12 +276,12 @@ def test_the_registered_pyfunc_answers_pixels_as_the_endpoint_does(champion, mod
 
 
 def test_an_unregistered_model_says_how_to_get_one(champion):
-    with pytest.raises(serving_model.ModelNotFound, match=r"has no model no-such-model@champion: register one with "
+    with pytest.raises(ModelNotFound, match=r"has no model no-such-model@champion: register one with "
                                                           r"`./places run`"):
         serving_model.load(champion, "no-such-model@champion")
-    with pytest.raises(serving_model.ModelNotFound, match="no model serving-tests/7: its versions are 1"):
+    with pytest.raises(ModelNotFound, match="no model serving-tests/7: its versions are 1"):
         serving_model.load(champion, "serving-tests/7")
-    with pytest.raises(serving_model.ModelNotFound, match="write NAME@ALIAS"):
+    with pytest.raises(ModelNotFound, match="write NAME@ALIAS"):
         serving_model.load(champion, "serving-tests:latest")
 
 
