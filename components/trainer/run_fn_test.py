@@ -8,18 +8,20 @@ import pytest
 from PIL import Image
 
 from components.trainer.conftest import CLASS_NAMES, encoded_image, random_pixels, serialized_example
-from components.trainer.run_fn import TrainerConfig, run_fn
+from components.trainer.custom_config import to_custom_config
+from components.trainer.run_fn import run_fn
+from core.config import TrainingConfig
 from data_schema import IMAGE_SIZE
 
 
-def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **custom_config):
+def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **training):
     """What the TFX Trainer passes (tfx.components.FnArgs, minus what run_fn does not read)."""
+    training = TrainingConfig(**{"seed": 0, "batch_size": 8, "image_cache_mb": 0, **training})
     return SimpleNamespace(
         train_files=[example_splits["train"]], eval_files=[example_splits["eval"]],
         train_steps=train_steps, eval_steps=eval_steps,
         serving_model_dir=str(tmp_path / "serving_model"), model_run_dir=str(tmp_path / "model_run"),
-        custom_config={"class_names": list(CLASS_NAMES), "seed": 0, "batch_size": 8, "learning_rate": 0.001,
-                       "image_cache_mb": 0, **custom_config})
+        custom_config=to_custom_config(training, CLASS_NAMES))
 
 
 def test_run_fn_trains_writes_its_reports_and_exports_a_model_that_serves_alone(example_splits, tmp_path):
@@ -79,11 +81,3 @@ def test_train_and_eval_steps_are_per_epoch_and_may_exceed_one_pass(example_spli
     assert [epoch["steps"] for epoch in history] == [5, 5]
     report = json.loads((tmp_path / "model_run" / "eval_report.json").read_text())
     assert report["images"] == 2 * 8
-
-
-def test_custom_config_names_unknown_and_missing_keys():
-    with pytest.raises(ValueError, match="has unknown keys epoch and lacks epochs, batch_size, .*: give exactly"):
-        TrainerConfig.from_custom_config({"class_names": ["glacier"], "model": "seed_cnn", "epoch": 3})
-    with pytest.raises(ValueError, match="class_names is empty"):
-        TrainerConfig.from_custom_config({"class_names": [], "model": "seed_cnn", "epochs": 1, "batch_size": 1,
-                                          "learning_rate": 0.001, "seed": 0, "image_cache_mb": 0})
