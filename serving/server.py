@@ -45,7 +45,7 @@ import orjson
 
 from core.errors import UserError
 from core.config import ServingConfig
-from serving.inputs import InvalidInput
+from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
 HOST = "127.0.0.1"
@@ -183,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._send(200, answer(self.server.model, body))
-        except InvalidInput as error:
+        except INPUT_ERRORS as error:
             self._send_error(400, str(error))
         except Exception as error:  # a bug or a model failure: this request fails, the server goes on
             _LOG.exception("POST /invocations failed")
