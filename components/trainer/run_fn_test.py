@@ -5,7 +5,6 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
-from PIL import Image
 
 from components.trainer.conftest import CLASS_NAMES, encoded_image, random_pixels, serialized_example
 from components.trainer.custom_config import to_custom_config
@@ -24,7 +23,7 @@ def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **trai
         custom_config=to_custom_config(training, CLASS_NAMES))
 
 
-def test_run_fn_trains_writes_its_reports_and_exports_a_model_that_serves_alone(example_splits, tmp_path):
+def test_run_fn_trains_writes_its_history_and_exports_a_model_that_serves_alone(example_splits, tmp_path):
     fn_args = _fn_args(example_splits, tmp_path, model="better_cnn", epochs=2, image_cache_mb=2048)
 
     run_fn(fn_args)
@@ -36,12 +35,6 @@ def test_run_fn_trains_writes_its_reports_and_exports_a_model_that_serves_alone(
     for epoch in history:
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "train_images_per_s"} <= set(epoch)
         assert 0 <= epoch["val_accuracy"] <= 1 and epoch["seconds"] > 0 and epoch["train_images_per_s"] > 0
-    for plot in ("accuracy_vs_epoch.png", "confusion_matrix.png"):
-        with Image.open(run_dir / plot) as image:
-            assert image.format == "PNG" and min(image.size) >= 400
-    report = json.loads((run_dir / "eval_report.json").read_text())
-    assert report["images"] == 12 and sum(map(sum, report["confusion_matrix"])) == 12
-    assert report["class_names"] == list(CLASS_NAMES)
 
     # A fresh Python that never imports this project: the SavedModel must carry its preprocessing and classes.
     (tmp_path / "image.png").write_bytes(encoded_image(random_pixels(300, 200, seed=5), "PNG"))
@@ -79,5 +72,3 @@ def test_train_and_eval_steps_are_per_epoch_and_may_exceed_one_pass(example_spli
 
     history = json.loads((tmp_path / "model_run" / "history.json").read_text())
     assert [epoch["steps"] for epoch in history] == [5, 5]
-    report = json.loads((tmp_path / "model_run" / "eval_report.json").read_text())
-    assert report["images"] == 2 * 8
