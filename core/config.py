@@ -130,17 +130,22 @@ class MlflowConfig:
     artifacts_container: str = "mlflow"
 
 
-# The networks components/trainer/model.py builds: the tutorial's, and the default that must beat it.
-MODEL_NAMES = ("seed_cnn", "better_cnn")
+# The networks components/trainer/model.py builds (its MODELS, by these names): the tutorial's, and the default
+# that must beat it.
+ModelName = typing.Literal["seed_cnn", "better_cnn"]
+MODEL_NAMES: tuple[str, ...] = typing.get_args(ModelName)
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """The Trainer's settings. Every field reaches run_fn as it is (components/trainer/custom_config.py)."""
     # better_cnn (the default) or seed_cnn (exactly the tutorial's network); see components/trainer/model.py.
-    model: str = "better_cnn"
+    model: ModelName = "better_cnn"
+    # The tutorial's: 20 epochs of batches of 32, Adam at Keras' default learning rate.
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 0.001
+    # For shuffling, weight initialisation, dropout and augmentation.
     seed: int = 42
     # Memory for decoded images (196 KB each, 128 x 128 x 3 float32): where the train and eval images fit,
     # they stay in memory after the first epoch (about 10,000 images in the default); larger data sets, such as

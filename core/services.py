@@ -238,7 +238,7 @@ def stop(config: Config, name: str, timeout_s: float = 15.0) -> bool:
         return False
     running = process_alive(record.pid)
     if running:
-        # SIGTERM first: Azurite saves its blob index on the way out (which takes it up to 15 s).
+        # SIGTERM first: Azurite saves its blob index on the way out, which takes a while for a large one.
         for stop_signal, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(record.pid, stop_signal)

@@ -1,5 +1,10 @@
-"""One image file in, one training image out: the checks that reject a file, and the conversion every
-accepted image gets (RGB JPEG at IMAGE_SIZE x IMAGE_SIZE, the same bytes for the same input)."""
+"""One image file in, one training image out: the rules that accept or reject an image, and the conversion every
+accepted image gets (RGB JPEG at IMAGE_SIZE x IMAGE_SIZE, the same bytes for the same input).
+
+The rules (accepted_image) are the project's one definition of an acceptable image: ingestion, `./places
+predict`, batch prediction and the HTTP endpoint all pass images through them, so the same bad file gets the
+same reason everywhere. Serving adds only the formats it promises (serving.inputs.SERVED_FORMATS).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.config import IngestConfig
+from core.errors import UserError
 from core.storage import NotFound, Storage
 from data_schema import IMAGE_SIZE
 
@@ -19,8 +25,17 @@ from data_schema import IMAGE_SIZE
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
-class RejectedImage(ValueError):
-    """A file that cannot become a training image; the message is the reason the manifest records."""
+class RejectedImage(UserError):
+    """An image that cannot be used, and why. `reason` is what a manifest or rejected.jsonl records beside the
+    file; the message puts the image's name (a file, a request field), where there is one, before it."""
+
+    def __init__(self, reason: str, name: str | None = None):
+        super().__init__(reason, name)
+        self.reason = reason
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}" if self.name else self.reason
 
 
 @dataclass(frozen=True)
@@ -54,21 +69,50 @@ def read_checked(storage: Storage, uri: str, size: int | None, limits: IngestCon
         raise RejectedImage("the file disappeared while the job ran") from None
 
 
+def accepted_image(data: bytes, limits: IngestConfig, formats: tuple[str, ...] = (),
+                   name: str | None = None) -> Image.Image:
+    """`data` opened as an image, its header read and its pixels not yet decoded, where it passes every rule: not
+    empty, at most ingest.max_image_bytes, in one of `formats` (Pillow's names; empty: any format Pillow reads),
+    a readable header, at most ingest.max_image_pixels. Otherwise RejectedImage, named `name`, says which failed.
+
+    Decoding the pixels is the last rule, and the caller's: convert() below, or the model's own graph in serving.
+    """
+    try:
+        check_size(len(data), limits)
+        if formats and image_format(data, formats) is None:
+            raise RejectedImage(f"not a {' or '.join(formats)} image (its first bytes are {data[:8]!r}): send "
+                                f"{' or '.join(formats)} bytes")
+        try:
+            image = Image.open(io.BytesIO(data), formats=formats or None)
+        except UnidentifiedImageError:
+            if formats:  # it starts as one of them, but Pillow cannot read its header
+                raise _corrupt(None, image_format(data, formats)) from None
+            raise RejectedImage("not an image: its bytes are in no image format Pillow reads") from None
+        except Image.DecompressionBombError as error:
+            raise RejectedImage(f"too many pixels, not decoded: {error}") from None
+        except Exception as error:  # a header cut short or garbled
+            raise _corrupt(error) from None
+        width, height = image.size
+        if width * height > limits.max_image_pixels:
+            raise RejectedImage(f"too many pixels, not decoded: {width} x {height} = {width * height} is more than "
+                                f"ingest.max_image_pixels ({limits.max_image_pixels})")
+        return image
+    except RejectedImage as rejection:
+        if name is None:
+            raise
+        raise RejectedImage(rejection.reason, name) from None
+
+
+def image_format(data: bytes, formats: tuple[str, ...]) -> str | None:
+    """Which of `formats` (Pillow's names) `data` starts as, by the signature Pillow itself checks; None: none."""
+    Image.init()
+    return next((name for name in formats if Image.OPEN[name][1] is None or Image.OPEN[name][1](data[:16])), None)
+
+
 def convert(data: bytes, limits: IngestConfig) -> TrainingImage:
     """`data` as an RGB JPEG of IMAGE_SIZE x IMAGE_SIZE, or RejectedImage saying why it cannot be."""
-    check_size(len(data), limits)
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise RejectedImage("not an image: its bytes are in no image format Pillow reads") from None
-    except Image.DecompressionBombError as error:
-        raise RejectedImage(f"too many pixels, not decoded: {error}") from None
-    except Exception as error:  # a header cut short or garbled
-        raise _corrupt(error) from None
+    image = accepted_image(data, limits)
     width, height = image.size
-    if width * height > limits.max_image_pixels:
-        raise RejectedImage(f"too many pixels, not decoded: {width} x {height} = {width * height} is more than "
-                            f"ingest.max_image_pixels ({limits.max_image_pixels})")
     try:
         # verify() checks what it can without decoding (PNG chunk checksums) and leaves the image unusable,
         # so the pixels are read from a second open.
@@ -86,9 +130,10 @@ def convert(data: bytes, limits: IngestConfig) -> TrainingImage:
     return TrainingImage(encoded.getvalue(), height, width)
 
 
-def _corrupt(error: Exception, image_format: str | None = None) -> RejectedImage:
-    kind = f"{image_format} image" if image_format else "image"
-    return RejectedImage(f"truncated or corrupt {kind}: {type(error).__name__}: {error}")
+def _corrupt(error: Exception | None, format_name: str | None = None) -> RejectedImage:
+    kind = f"{format_name} image" if format_name else "image"
+    detail = f"{type(error).__name__}: {error}" if error else "its header cannot be read"
+    return RejectedImage(f"truncated or corrupt {kind}: {detail}")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -45,4 +45,4 @@ def inspect_run(config: Config, run_id: str | None = None) -> tuple[RunRecord, P
         class_names=list(manifest.classes), settings=json.loads(tags.get("settings", "{}")),
         component_states=json.loads(tags.get("component_states", "{}")))
     collect(outputs, record)
-    return record, write_report(record, outputs, config.state_dir / "reports" / run_id)
+    return record, write_report(record, config.state_dir / "reports" / run_id)

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from components.blob_example_gen.component import BlobExampleGen
 from components.evaluator.eval_config import build_eval_config
 from components.mlflow_pusher.component import MlflowPusher
+from components.trainer.custom_config import to_custom_config
 from components.validation_gate.component import ValidationGate
 from core.beam import beam_pipeline_args
 from core.config import Config
@@ -90,15 +91,7 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
         schema=validation_gate.outputs["validated_schema"],
         train_args=tfx.proto.TrainArgs(),
         eval_args=tfx.proto.EvalArgs(),
-        custom_config={
-            "model": config.training.model,
-            "epochs": config.training.epochs,
-            "batch_size": config.training.batch_size,
-            "learning_rate": config.training.learning_rate,
-            "seed": config.training.seed,
-            "image_cache_mb": config.training.image_cache_mb,
-            "class_names": list(inputs.class_names),
-        })
+        custom_config=to_custom_config(config.training, inputs.class_names))
     components = [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, validation_gate,
                   trainer]
 

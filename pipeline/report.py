@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,18 +15,18 @@ import numpy as np
 
 from components.evaluator.results import EvaluationSummary, read_evaluation
 from components.mlflow_pusher.executor import PUSH_RESULT_FILE
-from components.trainer import EVAL_REPORT_FILE, HISTORY_FILE
+from components.trainer import HISTORY_FILE
 from components.validation_gate.executor import Anomaly, read_anomalies
 from core.console import table
 from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
-# Trainer outputs in its model_run folder (components/trainer/run_fn.py).
-# The confusion matrix is the Trainer's, on the eval split: the same images and model TFMA evaluates.
-TRAINING_PLOTS = ("accuracy_vs_epoch.png", "confusion_matrix.png")
+# The pictures of the training history and of the Evaluator's confusion matrix, beside the page.
+ACCURACY_PLOT, CONFUSION_PLOT = "accuracy_vs_epoch.png", "confusion_matrix.png"
 # Up to this many classes a person reads every one: the terminal lists them all, the page shows the confusion
-# matrix and names each bar of the class-count plot. Beyond, the terminal shows the ends of the ranking, the page
-# the most confused pairs and histograms of the counts; the page's table still lists every class.
+# matrix with a count in each cell and names each bar of the class-count plot. Beyond, the terminal shows the ends
+# of the ranking, the page the most confused pairs and histograms of the counts; the page's table still lists every
+# class.
 READABLE_CLASSES = 30
 TERMINAL_WORST, TERMINAL_BEST = 10, 5
 CONFUSED_PAIRS = 20
@@ -56,7 +55,8 @@ class RunRecord:
     anomalies: list[Anomaly] | None = None
     history: list[dict] = field(default_factory=list)
     evaluation: EvaluationSummary | None = None
-    # The Trainer's eval-split confusion matrix: row true class, column predicted, in class_names order.
+    # The candidate's confusion matrix on the eval split (TFMA's): row true class, column predicted, in
+    # class_names order.
     confusion: list[list[int]] | None = None
     push: dict | None = None
 
@@ -91,14 +91,31 @@ def collect(outputs: dict[str, dict[str, str]], record: RunRecord) -> RunRecord:
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run and (Path(model_run) / HISTORY_FILE).exists():
         record.history = json.loads((Path(model_run) / HISTORY_FILE).read_text())
-    if model_run and (Path(model_run) / EVAL_REPORT_FILE).exists():
-        record.confusion = json.loads((Path(model_run) / EVAL_REPORT_FILE).read_text())["confusion_matrix"]
     if "evaluation" in outputs.get("Evaluator", {}):
         record.evaluation = read_evaluation(outputs["Evaluator"]["evaluation"])
+        if record.evaluation.candidate.confusion_cells:  # none from an Evaluator that ran before it counted them
+            record.confusion = confusion_matrix(record.evaluation.candidate.confusion_cells, len(record.class_names))
     pushed = outputs.get("MlflowPusher", {}).get("pushed_model")
     if pushed and (Path(pushed) / PUSH_RESULT_FILE).exists():
         record.push = json.loads((Path(pushed) / PUSH_RESULT_FILE).read_text())
     return record
+
+
+def confusion_matrix(cells: list[list[int]], num_classes: int) -> list[list[int]]:
+    """[true class][predicted class] counts from ModelEvaluation.confusion_cells."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for true, predicted, images in cells:
+        counts[true, predicted] = images
+    return counts.tolist()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: reports are written where there may be no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_class_counts(statistics: dict[str, SplitStatistics], class_names: list[str], path: Path) -> None:
@@ -106,9 +123,7 @@ def plot_class_counts(statistics: dict[str, SplitStatistics], class_names: list[
     split of how many classes have how many images (the page's table has every class's counts)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     counts = {split: np.array([stats.examples_by_class.get(name, 0) for name in class_names])
               for split, stats in statistics.items()}
     if len(class_names) <= READABLE_CLASSES:
@@ -135,6 +150,55 @@ def plot_class_counts(statistics: dict[str, SplitStatistics], class_names: list[
                      title=f"{split}: {len(class_names)} classes, median {np.median(split_counts):.0f} images\n"
                            f"fewest {display_name(fewest)} ({low}), most {high}")
             axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_accuracy(history: list[dict], model_name: str, path: Path) -> None:
+    """Train and validation accuracy per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    epochs = [row["epoch"] for row in history]
+    axes.plot(epochs, [row["accuracy"] for row in history], marker="o", label="train")
+    axes.plot(epochs, [row["val_accuracy"] for row in history], marker="o", label="validation")
+    axes.set(title=f"{model_name}: accuracy per epoch", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], model_name: str, path: Path) -> None:
+    """The eval split's confusion matrix: rows true class, columns predicted class, counts in the cells while
+    they are readable."""
+    plt = _pyplot()
+    confusion = np.asarray(confusion)
+    num_classes = len(class_names)
+    # Big enough to read 10 classes, capped so 365 classes still give a PNG a viewer opens (tiny labels).
+    side = min(max(7.0, 0.45 * num_classes + 3), 40.0)
+    # Labels as tall as a row allows (the matrix takes about 80 % of the figure; 72 points an inch), 10 at most.
+    label_size = min(10.0, 0.8 * side * 72 * 0.8 / num_classes)
+    figure, axes = plt.subplots(figsize=(side, side))
+    image = axes.imshow(confusion, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    names = [display_name(name) for name in class_names]
+    axes.set_xticks(range(num_classes), names, rotation=90, fontsize=label_size)
+    axes.set_yticks(range(num_classes), names, fontsize=label_size)
+    accuracy = np.trace(confusion) / max(confusion.sum(), 1)
+    axes.set(xlabel="predicted class", ylabel="true class",
+             title=f"{model_name}: confusion matrix on the eval split ({confusion.sum()} images, "
+                   f"accuracy {accuracy:.1%})")
+    if num_classes <= READABLE_CLASSES:  # beyond, the colours alone carry the matrix
+        dark = confusion.max() / 2
+        for row in range(num_classes):
+            for column in range(num_classes):
+                axes.text(column, row, confusion[row, column], ha="center", va="center", fontsize=label_size,
+                          color="white" if confusion[row, column] > dark else "black")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -174,7 +238,7 @@ def _percent(value: float | None) -> str:
     return "-" if value is None or np.isnan(value) else f"{100 * value:.1f}%"
 
 
-def write_report(record: RunRecord, outputs: dict[str, dict[str, str]], folder: Path) -> Path:
+def write_report(record: RunRecord, folder: Path) -> Path:
     """Write <folder>/index.html and its pictures; returns the page's path."""
     from jinja2 import Template
 
@@ -183,11 +247,13 @@ def write_report(record: RunRecord, outputs: dict[str, dict[str, str]], folder: 
     if record.statistics:
         plot_class_counts(record.statistics, record.class_names, folder / "class_counts.png")
         pictures["class_counts"] = "class_counts.png"
-    model_run = outputs.get("Trainer", {}).get("model_run")
-    for name in TRAINING_PLOTS:
-        if model_run and (Path(model_run) / name).exists():
-            shutil.copy(Path(model_run) / name, folder / name)
-            pictures[name.removesuffix(".png")] = name
+    model_name = record.settings.get("model", "model")
+    if record.history:
+        plot_accuracy(record.history, model_name, folder / ACCURACY_PLOT)
+        pictures["accuracy_vs_epoch"] = ACCURACY_PLOT
+    if record.confusion:
+        plot_confusion(record.confusion, record.class_names, model_name, folder / CONFUSION_PLOT)
+        pictures["confusion_matrix"] = CONFUSION_PLOT
     page = Template(TEMPLATE.read_text(), autoescape=True).render(
         record=record, pictures=pictures, display_name=display_name, percent=_percent,
         class_rows=_class_rows(record), splits=list(record.statistics), escape=html.escape,

@@ -29,7 +29,7 @@ from core.storage import Storage
 from data_schema import curated_schema, resolve_classes
 from ingestion.manifest import read_manifest
 from pipeline.pipeline import PipelineInputs, create_pipeline, local_pipeline_folder, metadata_connection
-from pipeline.report import RunRecord, collect, terminal_summary, write_report
+from pipeline.report import ACCURACY_PLOT, CONFUSION_PLOT, RunRecord, collect, terminal_summary, write_report
 from pipeline.run_outputs import latest_run
 from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
 from registry import Registry
@@ -184,7 +184,7 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
             settings=_settings(config, manifest, champion, tfx_run_id, time.monotonic() - started))
         collect(outputs, record)
         _decide_outcome(record, stopped_by)
-        report = write_report(record, outputs, config.state_dir / "reports" / run_id)
+        report = write_report(record, config.state_dir / "reports" / run_id)
         _track(tracking, run_id, record, outputs, report.parent, tfx_run_id)
         tracking.finish(run_id, "FAILED" if stopped_by else "FINISHED")
         return RunResult(record, report)
@@ -233,8 +233,9 @@ def _track(tracking: Tracking, run_id: str, record: RunRecord, outputs: dict, re
         tracking.log_metrics(run_id, {name: value for name, value in metrics.items() if value is not None})
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run:
-        tracking.log_files(run_id, sorted(Path(model_run).glob("*.png")), "plots")
         tracking.log_files(run_id, [Path(model_run) / HISTORY_FILE], "training")
+    tracking.log_files(run_id, [report_folder / name for name in (ACCURACY_PLOT, CONFUSION_PLOT)
+                                if (report_folder / name).exists()], "plots")
     tracking.log_folder(run_id, report_folder, "report")
     for node, artifacts in outputs.items():
         for key in ("anomalies", "evaluation", "statistics"):

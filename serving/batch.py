@@ -1,7 +1,7 @@
 """`./places batch-predict`: a registered model's predictions for every image under a prefix, with one Beam job.
 
   the input prefix -> list it recursively, any layout (one worker, streamed) -> Reshuffle (spreads the files)
-    -> read and check each image (serving.inputs; a bad one is rejected with its reason)
+    -> read and check each image (ingestion.images' rules; a bad one is rejected with its reason)
     -> RunInference: the SavedModel's predict_images signature, serving.batch_size images per call
     -> one record per image -> this worker's shard file in staging (JSON lines or Parquet)
   what became of every file (predicted, rejected, skipped) and every shard -> one Outcome -> staging
@@ -44,7 +44,7 @@ from core.console import table
 from core.jobs import LOCAL_PROGRESS
 from core.storage import NotFound, Storage, canonical, join
 from data_schema import display_name
-from ingestion.images import RejectedImage, read_checked
+from ingestion.images import RejectedImage, accepted_image, read_checked
 from ingestion.layouts import IMAGE_EXTENSIONS
 from ingestion.manifest import SUMMARY_ITEMS
 from serving import inputs
@@ -197,8 +197,8 @@ class _ReadImages(beam.DoFn):
         source, size = listed
         try:
             image = read_checked(self._storage, source, size, self._config.ingest)
-            inputs.check_image(image, "the file", self._config.ingest.max_image_pixels)
-        except (RejectedImage, inputs.InvalidInput) as rejection:
+            accepted_image(image, self._config.ingest, inputs.SERVED_FORMATS)
+        except RejectedImage as rejection:
             yield _rejected(self._job_id, source, str(rejection))
         else:
             yield source, image
@@ -226,7 +226,7 @@ class SceneModelHandler(ModelHandler[bytes, PredictionResult, SceneModel]):
                       inference_args: dict | None = None) -> list[PredictionResult]:
         try:
             return [PredictionResult(image, row) for image, row in zip(batch, model.predict_images(batch))]
-        except inputs.InvalidInput:
+        except inputs.INPUT_ERRORS:
             return [_predict_one(model, image) for image in batch]
 
     def get_num_bytes(self, batch: typing.Sequence[bytes]) -> int:
@@ -240,7 +240,7 @@ def _predict_one(model: SceneModel, image: bytes) -> PredictionResult:
     """The image's probabilities, or the reason it cannot be decoded, as text."""
     try:
         return PredictionResult(image, model.predict_images([image], ["the file"])[0])
-    except inputs.InvalidInput as error:
+    except inputs.INPUT_ERRORS as error:
         return PredictionResult(image, str(error))
 
 

@@ -1,5 +1,6 @@
 """The one place for input checks: the HTTP endpoint, `./places predict` and batch prediction all pass what they
-get through these before the model sees it, so the same mistake gets the same message everywhere.
+get through these before the model sees it, so the same mistake gets the same message everywhere. Encoded images
+pass the project's one set of image rules (ingestion.images.accepted_image), in the formats served here.
 
 The model would take a wrong input without complaint: NaN pixels give NaN probabilities, 0-255 pixels give
 confident nonsense, and a decode error in one image of a batch fails the whole batch without saying which.
@@ -7,29 +8,28 @@ confident nonsense, and a decode error in one image of a batch fails the whole b
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
-from PIL import Image
 
+from core.config import IngestConfig
 from core.errors import UserError
 from data_schema import CHANNELS, IMAGE_SIZE
+from ingestion import images
 
 PIXELS_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 _SHAPE_TEXT = f"[N, {IMAGE_SIZE}, {IMAGE_SIZE}, {CHANNELS}]"
 _PIXELS_HINT = (f"send N images as {_SHAPE_TEXT} RGB pixels scaled to [0, 1], as the tutorial's preprocess_image "
                 "makes them")
-# The signatures that start each accepted encoding; TensorFlow's decoder would also take GIF and BMP, which
+# The encodings the endpoint promises (Pillow's names); TensorFlow's decoder would also take GIF and BMP, which
 # ingestion converts but the endpoint does not promise.
-IMAGE_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
-
-# The pixel limit is checked here, from the image header; Pillow need not warn about the same images.
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+SERVED_FORMATS = ("JPEG", "PNG")
 
 
 class InvalidInput(UserError):
     """An input the model cannot answer; the message names it and says what to send instead."""
+
+
+# What a bad input raises: a bad request or pixels, or an image the image rules reject.
+INPUT_ERRORS = (InvalidInput, images.RejectedImage)
 
 
 def pixels(inputs, name: str = "inputs") -> np.ndarray:
@@ -69,29 +69,16 @@ def pixels(inputs, name: str = "inputs") -> np.ndarray:
 
 
 def check_image(data: bytes, name: str, max_pixels: int) -> None:
-    """Refuse `data` unless it starts as a JPEG or PNG whose header is readable and has at most `max_pixels`.
-
-    Only the header is read: the pixels are decoded by the model's own graph, whose errors `predict_images`
-    reports by image.
-    """
-    if not data:
-        raise InvalidInput(f"{name} is empty (0 bytes): send a JPEG or PNG image")
-    if not data.startswith(tuple(IMAGE_SIGNATURES)):
-        raise InvalidInput(f"{name} is not a JPEG or PNG image (its first bytes are {data[:8]!r}): send JPEG or "
-                           "PNG bytes")
-    try:
-        width, height = Image.open(io.BytesIO(data)).size
-    except Image.DecompressionBombError as error:
-        raise InvalidInput(f"{name} has too many pixels to decode: {error}") from None
-    except Exception as error:  # Pillow raises many types for a header cut short or garbled
-        raise InvalidInput(f"{name} is a corrupt or truncated {image_format(data)} image: {error}") from None
-    if width * height > max_pixels:
-        raise InvalidInput(f"{name} has too many pixels to decode: {width} x {height} is more than "
-                           f"ingest.max_image_pixels ({max_pixels})")
+    """RejectedImage, naming `name`, unless `data` passes ingestion.images.accepted_image as a JPEG or PNG with at
+    most `max_pixels` (SceneModel knows only that limit; the byte limit is ingest.max_image_bytes' default). Only
+    the header is read: the pixels are decoded by the model's own graph, whose errors `predict_images` reports by
+    image."""
+    images.accepted_image(data, IngestConfig(max_image_pixels=max_pixels), SERVED_FORMATS, name)
 
 
 def image_format(data: bytes) -> str:
-    return next(name for signature, name in IMAGE_SIGNATURES.items() if data.startswith(signature))
+    """The served format of `data`, which check_image accepted."""
+    return images.image_format(data, SERVED_FORMATS)
 
 
 def _first(mask: np.ndarray) -> str:

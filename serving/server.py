@@ -9,19 +9,11 @@
                         where the params ask for them
     anything wrong      4xx {"error": "<what was wrong and what to send>"}; the server goes on serving
 
-Why this server: measured with the seed CNN and one tutorial-format request (1 x 128 x 128 x 3 floats, 1.0 MB of
-JSON) on 2 CPU cores shared with other jobs (the p99s of 0.5 s and more were theirs), the targets taking turns,
-200 requests each; p50 ms (requests/s) with 1 client / with 4 clients:
-                                                            bench/serving_latency.py   one-off, with uvicorn
-    in-process floor: orjson, np.asarray, the SavedModel    20.2 (17.2) /  83.1 (19.8)   21.1 (17.1) /  72.8 (19.8)
-    this server: http.server's ThreadingHTTPServer, orjson  20.6 (16.2) / 102.5 (16.1)   24.7 (15.5) /  91.2 (17.0)
-    uvicorn 0.54, a minimal ASGI app, the same answer()                                  28.9 (13.1) / 119.3 (17.5)
-      the same, answer() in uvicorn's thread pool                                        27.9 (14.4) / 102.6 (17.0)
-    MLflow 3.17 `mlflow models serve --env-manager local`  149.3 (3.7) / 810.6 (4.6)
-MLflow's scoring server parses the body with the standard json module (51 ms for this body, orjson 10 ms),
-converts it through its schema enforcement and calls the pyfunc; it also answers NaN pixels with 200. With one
-client the stdlib server came within 0.4 and 3.6 ms of the floor, uvicorn within 7 and 8 ms, so the stdlib one
-stays (and needs nothing installed).
+Why this server: standard-library http.server with orjson came closest to the in-process floor (decoding the body
+and calling the SavedModel in the caller's process) in a one-off comparison with uvicorn, and needs nothing
+installed. MLflow's own scoring server (`mlflow models serve`) parses the body with the standard json module,
+converts it through its schema enforcement and calls the pyfunc, and answers NaN pixels with 200.
+bench/serving_latency.py measures this server against the floor and MLflow's; the README gives the figures.
 
 Each connection gets a thread; TensorFlow releases the GIL while the model runs, so requests overlap there.
 One log line per request (method, path, status, milliseconds), never a body.
@@ -45,7 +37,7 @@ import orjson
 
 from core.errors import UserError
 from core.config import ServingConfig
-from serving.inputs import InvalidInput
+from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
 HOST = "127.0.0.1"
@@ -183,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._send(200, answer(self.server.model, body))
-        except InvalidInput as error:
+        except INPUT_ERRORS as error:
             self._send_error(400, str(error))
         except Exception as error:  # a bug or a model failure: this request fails, the server goes on
             _LOG.exception("POST /invocations failed")

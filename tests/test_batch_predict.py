@@ -45,9 +45,9 @@ GOOD = {"top.jpg": encoded(1, (128, 128), "JPEG"),
         "deep/d.jpg": encoded(6, (128, 128), "JPEG"),
         "deep/e.jpg": encoded(7, (50, 400), "JPEG")}
 BAD = {"bad/empty.jpg": (b"", "empty file (0 bytes)"),
-       "bad/error-page.jpg": (b"<html>Access denied</html>", "the file is not a JPEG or PNG image"),
+       "bad/error-page.jpg": (b"<html>Access denied</html>", "not a JPEG or PNG image"),
        "bad/truncated.jpg": (GOOD["top.jpg"][:-300], "the file is a corrupt or truncated JPEG image"),
-       "bad/animation.gif": (b"GIF89a" + bytes(20), "the file is not a JPEG or PNG image")}
+       "bad/animation.gif": (b"GIF89a" + bytes(20), "not a JPEG or PNG image")}
 SKIPPED = {"categories_places365.txt": b"/a/airfield 0\n", "deep/notes.md": b"taken in 2019"}
 
 

@@ -35,6 +35,7 @@ def test_launcher_variables_are_not_settings():
     ("beam.workers=many", "needs a int"),
     ("beam=local", "is a section"),
     ("beam.workers", "section.field=value"),
+    ("training.model=resnet", "'training.model' takes one of seed_cnn, better_cnn, got 'resnet'"),
 ])
 def test_bad_settings_name_the_setting(override, message):
     with pytest.raises(ConfigError, match=message):

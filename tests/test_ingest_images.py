@@ -13,7 +13,8 @@ from PIL import Image
 
 from core.config import IngestConfig
 from data_schema import IMAGE_SIZE
-from ingestion.images import RejectedImage, TrainingImage, convert
+from ingestion.images import RejectedImage, TrainingImage, accepted_image, convert
+from serving.inputs import SERVED_FORMATS
 
 LIMITS = IngestConfig()
 RED, WHITE = (255, 0, 0), (255, 255, 255)
@@ -160,3 +161,26 @@ def test_a_16_bit_grayscale_png_keeps_its_brightness():
     result = pixels(convert(data, LIMITS))
     assert_colour(result[:, 8:56], (128, 128, 128))  # Pillow's own conversion would make this white
     assert_colour(result[:, 72:120], WHITE)
+
+
+def test_serving_accepts_the_formats_it_serves_by_the_same_rules():
+    for image_format in SERVED_FORMATS:
+        image = accepted_image(encoded(noise(64, 48), image_format), LIMITS, SERVED_FORMATS)
+        assert (image.format, image.size) == (image_format, (64, 48))
+    gif = encoded(noise(64, 48), "GIF")
+    assert convert(gif, LIMITS).width == 64  # ingestion converts any format Pillow reads
+    with pytest.raises(RejectedImage, match=r"^images\[0\]: not a JPEG or PNG image \(its first bytes are b'GIF8"
+                                            r".*\): send JPEG or PNG bytes$"):
+        accepted_image(gif, LIMITS, SERVED_FORMATS, "images[0]")
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", r"empty file \(0 bytes\)"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(8), "truncated or corrupt PNG image: its header cannot be read"),
+])
+def test_a_rejection_names_the_image_and_records_the_reason_alone(data, reason):
+    with pytest.raises(RejectedImage, match=f"^photo.png: {reason}$") as rejected:
+        accepted_image(data, LIMITS, SERVED_FORMATS, "photo.png")
+    assert rejected.value.name == "photo.png"
+    with pytest.raises(RejectedImage, match=f"^{reason}$"):
+        accepted_image(data, LIMITS, SERVED_FORMATS)

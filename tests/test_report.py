@@ -43,7 +43,7 @@ def table_order(page: str) -> list[str]:
 def test_at_365_classes_the_page_lists_every_class_worst_first_and_the_most_confused_pairs(tmp_path):
     classes = places365_categories()
     record = record_for(classes)
-    page = write_report(record, {}, tmp_path).read_text()
+    page = write_report(record, tmp_path).read_text()
 
     order = table_order(page)
     assert sorted(order) == sorted(classes)
@@ -65,9 +65,10 @@ def test_at_365_classes_the_page_lists_every_class_worst_first_and_the_most_conf
 
 
 def test_at_10_classes_the_page_has_no_pairs_list_and_says_why_top5_is_missing(tmp_path):
-    page = write_report(record_for(TUTORIAL_CLASSES, with_top5=False), {}, tmp_path).read_text()
+    page = write_report(record_for(TUTORIAL_CLASSES, with_top5=False), tmp_path).read_text()
     assert sorted(table_order(page)) == sorted(TUTORIAL_CLASSES)
     assert "Most confused pairs" not in page
+    assert '<img src="confusion_matrix.png"' in page and (tmp_path / "confusion_matrix.png").stat().st_size > 5000
     assert "not computed with 5 classes or fewer" in page
 
 
@@ -91,6 +92,6 @@ def test_the_terminal_lists_every_class_up_to_30_and_the_ends_of_the_ranking_bey
 
 @pytest.mark.parametrize("classes", [TUTORIAL_CLASSES, places365_categories()], ids=["10", "365"])
 def test_the_search_box_filters_by_display_name_and_by_key(tmp_path, classes):
-    page = write_report(record_for(classes), {}, tmp_path).read_text()
+    page = write_report(record_for(classes), tmp_path).read_text()
     assert "row.cells[0].textContent" in page and "row.dataset.key" in page
     assert f"{len(classes)} of {len(classes)} classes" in page

@@ -160,7 +160,7 @@ BAD_REQUESTS = {
     "bad base64": ({"images": ["not base64!"]}, 400, "images[0] is not valid base64"),
     "an image that is no string": ({"images": [[1, 2]]}, 400, "images[0] is a JSON list, not a base64 string"),
     "non-image bytes": ({"images": [base64_of(JPEG), base64_of(b"<html>Access denied</html>")]}, 400,
-                        "images[1] is not a JPEG or PNG image"),
+                        "images[1]: not a JPEG or PNG image"),
     "truncated JPEG": ({"images": [base64_of(JPEG), base64_of(JPEG[:-200])]}, 400,
                        "images[1] is a corrupt or truncated JPEG image"),
     "unknown params": ({"inputs": PIXELS.tolist(), "params": {"top": 3}}, 400, "unknown params 'top'"),
@@ -311,7 +311,7 @@ def test_predict_names_the_file_that_is_no_image(champion, tmp_path):
 
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"places: error: {notes} is not a JPEG or PNG image (its first bytes are b'taken in'): send JPEG or PNG bytes")
+        f"places: error: {notes}: not a JPEG or PNG image (its first bytes are b'taken in'): send JPEG or PNG bytes")
 
 
 def launcher_environment(config: Config) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""The Evaluator's TFMA configuration: top-1 and top-5 accuracy overall and by category, and what it takes to be
-blessed."""
+"""The Evaluator's TFMA configuration: top-1 and top-5 accuracy overall and by category, the confusion matrix, and
+what it takes to be blessed."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ BLESSING_METRICS = {"top1": ACCURACY, "top5": TOP5_ACCURACY}
 EXAMPLES_SIGNATURE = "predict_examples"
 PREDICTION_KEY = "probabilities"
 OVERALL = tfma.SlicingSpec()
+# Counts of (true class, most probable class) pairs; at its default threshold of 0 every example has a prediction.
+CONFUSION_PLOT = "MultiClassConfusionMatrixPlot"
 
 
 def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_classes: int) -> tfma.EvalConfig:
@@ -60,4 +62,6 @@ def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_cla
     return tfma.EvalConfig(
         model_specs=model_specs,
         slicing_specs=[OVERALL, tfma.SlicingSpec(feature_keys=[LABEL_NAME_KEY])],
-        metrics_specs=[tfma.MetricsSpec(metrics=[*metrics, tfma.MetricConfig(class_name="ExampleCount")])])
+        metrics_specs=[tfma.MetricsSpec(metrics=[*metrics, tfma.MetricConfig(class_name="ExampleCount"),
+                                                 # The report's confusion matrix and most confused pairs.
+                                                 tfma.MetricConfig(class_name=CONFUSION_PLOT)])])

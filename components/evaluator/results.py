@@ -9,6 +9,9 @@ import tensorflow_model_analysis as tfma
 from components.evaluator.eval_config import ACCURACY, CANDIDATE, CHAMPION, TOP5_ACCURACY
 from data_schema import LABEL_NAME_KEY
 
+# Where TFMA's loaded plots hold the MultiClassConfusionMatrixPlot (eval_config.CONFUSION_PLOT).
+_CONFUSION_PLOT_KEY = "multiClassConfusionMatrixAtThresholds"
+
 
 @dataclass
 class ModelEvaluation:
@@ -21,6 +24,9 @@ class ModelEvaluation:
     accuracy_by_class: dict[str, float] = field(default_factory=dict)
     top5_accuracy_by_class: dict[str, float | None] = field(default_factory=dict)
     examples_by_class: dict[str, int] = field(default_factory=dict)
+    # The overall confusion matrix's non-empty cells: [true class index, most probable class index, examples], in
+    # label order (`category`).
+    confusion_cells: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -52,7 +58,22 @@ def _model_evaluation(result) -> ModelEvaluation:
             evaluation.accuracy_by_class[name] = accuracy
             evaluation.top5_accuracy_by_class[name] = top5
             evaluation.examples_by_class[name] = int(examples or 0)
+    for slice_key, plots in result.plots or []:
+        if slice_key == ():
+            evaluation.confusion_cells = _confusion_cells(plots)
     return evaluation
+
+
+def _confusion_cells(plots: dict) -> list[list[int]]:
+    for output in plots.values():
+        for sub_key in output.values():
+            if _CONFUSION_PLOT_KEY in sub_key:
+                # One matrix: the plot's only threshold, 0. JSON leaves out zeros, so class 0 has no id written.
+                entries = sub_key[_CONFUSION_PLOT_KEY]["matrices"][0].get("entries", [])
+                return sorted([int(entry.get("actualClassId", 0)), int(entry.get("predictedClassId", 0)),
+                               round(entry.get("numWeightedExamples", 0))] for entry in entries
+                              if entry.get("numWeightedExamples", 0))
+    return []
 
 
 def read_evaluation(evaluation_uri: str) -> EvaluationSummary:

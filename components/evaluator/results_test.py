@@ -1,5 +1,7 @@
-"""TFMA's top-1 and top-5 accuracy, overall and by category, as read_evaluation returns them, against the same
-metrics counted by hand from the exported model's own probabilities."""
+"""TFMA's top-1 and top-5 accuracy, overall and by category, and its confusion matrix, as read_evaluation returns
+them, against the same figures counted by hand from the exported model's own probabilities."""
+
+import collections
 
 import keras
 import numpy as np
@@ -69,3 +71,10 @@ def test_top1_and_top5_accuracy_match_a_count_by_hand_overall_and_per_category(e
             _by_hand(labels[mine], probabilities[mine], 1), abs=1e-6), name
         assert candidate.top5_accuracy_by_class[name] == pytest.approx(
             _by_hand(labels[mine], probabilities[mine], 5), abs=1e-6), name
+
+
+def test_the_confusion_matrix_counts_each_true_and_most_probable_class(evaluated):
+    summary, labels, probabilities = evaluated
+    by_hand = collections.Counter(zip(labels.tolist(), np.argmax(probabilities, axis=1).tolist()))
+
+    assert {(true, predicted): images for true, predicted, images in summary.candidate.confusion_cells} == by_hand

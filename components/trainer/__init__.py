@@ -2,5 +2,3 @@
 
 # The per-epoch metrics run_fn writes into the Trainer's model_run folder (read by the runner and the reports).
 HISTORY_FILE = "history.json"
-# The eval split's accuracy, accuracy per class and confusion matrix as numbers (read by the reports).
-EVAL_REPORT_FILE = "eval_report.json"

@@ -7,21 +7,19 @@ in [0, 1] (preprocessing.py makes them) and give class probabilities.
 
 from __future__ import annotations
 
+import typing
+
 import keras
 from keras import layers
 
-from core.config import MODEL_NAMES
 from data_schema import CHANNELS, IMAGE_SIZE
 
 
 def build_model(name: str, num_classes: int, learning_rate: float) -> keras.Model:
-    """The compiled model called `name` (one of MODEL_NAMES) with `num_classes` outputs."""
-    if name == "seed_cnn":
-        model = seed_cnn(num_classes)
-    elif name == "better_cnn":
-        model = better_cnn(num_classes)
-    else:
-        raise ValueError(f"unknown model '{name}': set custom_config 'model' to one of {', '.join(MODEL_NAMES)}")
+    """The compiled model called `name` (one of MODELS) with `num_classes` outputs."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}': set training.model to one of {', '.join(MODELS)}")
+    model = MODELS[name](num_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         # Labels are class indices (the `category` feature); the tutorial's categorical cross-entropy on one-hot
@@ -100,3 +98,8 @@ def _batch_norm(x):
     # Momentum 0.9, not Keras' 0.99: the moving statistics that evaluation and serving use must settle within the
     # few hundred steps a small data set gives; at 0.99 validation stays at chance for the first epochs.
     return layers.BatchNormalization(momentum=0.9)(x)
+
+
+# Each network by its name in training.model; core.config.MODEL_NAMES lists the same names (model_test checks),
+# since the configuration, below this package, cannot import it.
+MODELS: dict[str, typing.Callable[[int], keras.Model]] = {"seed_cnn": seed_cnn, "better_cnn": better_cnn}

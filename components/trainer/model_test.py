@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from components.trainer.model import MODEL_NAMES, build_model
+from components.trainer.model import MODELS, build_model
+from core.config import MODEL_NAMES
 from data_schema import CHANNELS, IMAGE_SIZE
 
 
@@ -76,3 +77,9 @@ def test_better_cnn_augments_in_training_only():
 def test_an_unknown_model_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="resnet.*" + ".*".join(MODEL_NAMES)):
         build_model("resnet", num_classes=10, learning_rate=0.001)
+
+
+def test_the_registry_builds_exactly_the_models_the_configuration_accepts():
+    assert sorted(MODELS) == sorted(MODEL_NAMES)
+    for name, builder in MODELS.items():
+        assert builder(num_classes=3).name == name
