@@ -22,6 +22,7 @@ def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **cust
                        "image_cache_mb": 0, **custom_config})
 
 
+@pytest.mark.slow
 def test_run_fn_trains_writes_its_reports_and_exports_a_model_that_serves_alone(example_splits, tmp_path):
     fn_args = _fn_args(example_splits, tmp_path, model="better_cnn", epochs=2, image_cache_mb=2048)
 
@@ -58,7 +59,8 @@ def test_run_fn_trains_writes_its_reports_and_exports_a_model_that_serves_alone(
         }}
         print(json.dumps({{
             "class_names": [name.decode() for name in loaded.class_names.numpy()],
-            "probabilities": {{name: output["probabilities"].numpy().tolist() for name, output in probabilities.items()}},
+            "probabilities": {{name: output["probabilities"].numpy().tolist()
+                              for name, output in probabilities.items()}},
         }}))
     """))
     served = subprocess.run([sys.executable, "serve.py"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
