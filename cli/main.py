@@ -412,8 +412,8 @@ def _steps():
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--fast", is_flag=True,
-              help="Only the tests that need no service (no Azurite, MLflow server, Flink cluster or Beam job), "
-                   "in under a minute; CI runs the full suite.")
+              help="Only the tests that need no service (no Azurite, MLflow server or Flink cluster) and no "
+                   "long Beam job or training run; CI runs the full suite.")
 @click.pass_context
 def test(ctx, fast: bool) -> None:
     """Lint with ruff (pyproject.toml), then run the test suite with pytest; extra arguments go to pytest,

@@ -28,8 +28,8 @@ _ADVICE = "mark the test @pytest.mark.services (or slow) so the fast tier leaves
 
 def pytest_addoption(parser) -> None:
     parser.addoption(FAST_OPTION, action="store_true",
-                     help="run only the tests that need no service (no Azurite, MLflow server, Flink cluster or "
-                          "Beam job): the unit tests, in under a minute")
+                     help="run only the tests that need no service (no Azurite, MLflow server or Flink cluster) "
+                          "and are not marked slow")
 
 
 def pytest_configure(config) -> None:
