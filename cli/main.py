@@ -132,7 +132,8 @@ def cluster_status(ctx: click.Context) -> None:
     state = cluster_module.status(config_of(ctx))
     overview = state["overview"]
     if state["answers"]:
-        click.echo(f"Flink {overview.get('flink-version')} at {state['web_ui']}: {overview['taskmanagers']} TaskManagers, "
+        click.echo(f"Flink {overview.get('flink-version')} at {state['web_ui']}: "
+                   f"{overview['taskmanagers']} TaskManagers, "
                    f"{overview['slots-available']} of {overview['slots-total']} slots free, "
                    f"{overview['jobs-running']} jobs running")
     else:
@@ -198,7 +199,8 @@ def upload(ctx, source: Path, target: str, workers: int, mirror: bool) -> None:
 
 @main.command()
 @click.option("--input", "input_uri", default=None,
-              help="Images to ingest: azfs://account/container/prefix or a local folder [default: data.raw_images_uri].")
+              help="Images to ingest: azfs://account/container/prefix or a local folder "
+                   "[default: data.raw_images_uri].")
 @click.option("--output", "output_uri", default=None,
               help="Where the TFRecords and manifest.json go [default: data.examples_uri].")
 @click.option("--layout", type=click.Choice(["auto", "folders", "places365-lists", "places365-small"]),
@@ -409,10 +411,20 @@ def _steps():
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--fast", is_flag=True,
+              help="Only the tests that need no service (no Azurite, MLflow server or Flink cluster) and no "
+                   "long Beam job or training run; CI runs the full suite.")
 @click.pass_context
-def test(ctx) -> None:
-    """Run the test suite (pytest); extra arguments go to pytest, e.g. `./places test -k storage -x`."""
+def test(ctx, fast: bool) -> None:
+    """Lint with ruff (pyproject.toml), then run the test suite with pytest; extra arguments go to pytest,
+    e.g. `./places test -k storage -x`."""
+    import subprocess
+
     from core.config import PROJECT_ROOT
 
     os.chdir(PROJECT_ROOT)
-    os.execv(sys.executable, [sys.executable, "-m", "pytest", *ctx.args])
+    # Lint first: it takes a second, and a finding fails the run before minutes of tests.
+    if subprocess.run([sys.executable, "-m", "ruff", "check", "."]).returncode != 0:
+        raise UserError("ruff check found the problems above; fix them (`.venv/bin/ruff check --fix` repairs those "
+                        "marked [*]) and run the tests again")
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", *(["--fast"] if fast else []), *ctx.args])

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.config import Config
-from core.errors import UserError
 from ingestion.manifest import Manifest
 from pipeline.report import RunRecord, collect, write_report
 from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
@@ -15,19 +14,8 @@ from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
 
 def inspect_run(config: Config, run_id: str | None = None) -> tuple[RunRecord, Path]:
     """(record, report page) of MLflow run `run_id`, or of the newest run."""
-    from mlflow.exceptions import MlflowException
-
     tracking = Tracking(config)
-    try:
-        run = tracking.run(run_id)
-    except LookupError as error:  # the experiment has no runs yet; the message says to run `./places run`
-        raise UserError(str(error)) from None
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        raise UserError(f"MLflow at {config.mlflow_uri} has no run '{run_id}': give the id of a run of experiment "
-                        f"'{config.mlflow.experiment}' (its runs: {config.mlflow_uri}/#/experiments/"
-                        f"{tracking.experiment_id}), or no id for the newest") from None
+    run = tracking.run(run_id)  # RunNotFound, a UserError, where there is no such run or none yet
     run_id, tags = run.info.run_id, run.data.tags
     outputs: dict[str, dict[str, str]] = {}
     for key, uri in tags.items():

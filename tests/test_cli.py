@@ -68,7 +68,8 @@ def test_inspect_before_any_run_says_to_run_the_pipeline(mlflow_server):
     experiment, result = inspect(mlflow_server)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"places: error: experiment '{experiment}' has no runs yet: run `./places run`")
+        f"places: error: experiment '{experiment}' at {mlflow_server.mlflow_uri} has no runs yet: "
+        "run `./places run` first")
 
 
 def test_inspect_of_an_unknown_run_names_it_and_where_the_runs_are(mlflow_server):

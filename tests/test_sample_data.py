@@ -111,6 +111,7 @@ def test_folders_layout(tmp_path):
     assert [re.fullmatch(r"arena-hockey_0000([123])\.(jpg|png)", name).group(1) for name in names] == ["1", "2", "3"]
 
 
+@pytest.mark.slow
 def test_places365_lists_layout_points_at_existing_files_with_official_indices(tmp_path):
     classes = ("gas_station", "arena/hockey", "glacier")
     written = generate(tmp_path, classes, 21, "places365-lists", 3)
@@ -147,6 +148,7 @@ def test_places365_small_layout_is_image_folders_only(tmp_path):
         assert match and match.group(2)[0] == match.group(1) and match.group(2) in ("gas_station", "arena/hockey"), name
 
 
+@pytest.mark.slow
 def test_files_mix_jpeg_png_grayscale_and_sizes_with_matching_extensions(tmp_path):
     generate(tmp_path, TUTORIAL_CLASSES, 8, "folders", 365)
     formats, modes, sizes = [], [], []
@@ -178,10 +180,12 @@ def test_any_official_category_works(tmp_path, name):
             image.load()
 
 
+@pytest.mark.slow
 def test_every_official_category_renders(tmp_path):
     assert generate(tmp_path, places365_categories(), 1, "places365-small", 1) == 365
 
 
+@pytest.mark.slow
 def test_tutorial_classes_are_learnable_but_not_trivially(tmp_path):
     """A linear model on 32x32 thumbnails must beat chance (0.1) by far but fail on many images.
 

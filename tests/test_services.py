@@ -19,6 +19,7 @@ def test_up_is_idempotent_and_status_shows_it(azurite):
     assert services.status(azurite)[0]["state"] == "running"
 
 
+@pytest.mark.services
 def test_down_stops_exactly_the_recorded_process(tmp_path):
     config = apply(azurite_free_config(tmp_path), {})
     bystander = subprocess.Popen(["sleep", "60"])
@@ -34,12 +35,14 @@ def test_down_stops_exactly_the_recorded_process(tmp_path):
         bystander.kill()
 
 
+@pytest.mark.services
 def test_a_taken_port_gives_a_clear_error_not_a_hang(tmp_path):
     config = azurite_free_config(tmp_path)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", config.storage.emulator_port))
         squatter.listen()
-        with pytest.raises(services.ServiceError, match=r"port \d+ on 127.0.0.1 is already in use .*PLACES_STORAGE__EMULATOR_PORT"):
+        taken = r"port \d+ on 127.0.0.1 is already in use .*PLACES_STORAGE__EMULATOR_PORT"
+        with pytest.raises(services.ServiceError, match=taken):
             services.up(config, ["azurite"], report=lambda line: None)
 
 

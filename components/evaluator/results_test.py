@@ -56,6 +56,7 @@ def _by_hand(labels: np.ndarray, probabilities: np.ndarray, k: int) -> float:
     return float(np.mean([label in row for label, row in zip(labels, most_probable)]))
 
 
+@pytest.mark.slow
 def test_top1_and_top5_accuracy_match_a_count_by_hand_overall_and_per_category(evaluated):
     summary, labels, probabilities = evaluated
     candidate = summary.candidate

@@ -23,6 +23,7 @@ def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **trai
         custom_config=to_custom_config(training, CLASS_NAMES))
 
 
+@pytest.mark.slow
 def test_run_fn_trains_writes_its_history_and_exports_a_model_that_serves_alone(example_splits, tmp_path):
     fn_args = _fn_args(example_splits, tmp_path, model="better_cnn", epochs=2, image_cache_mb=2048)
 
@@ -53,7 +54,8 @@ def test_run_fn_trains_writes_its_history_and_exports_a_model_that_serves_alone(
         }}
         print(json.dumps({{
             "class_names": [name.decode() for name in loaded.class_names.numpy()],
-            "probabilities": {{name: output["probabilities"].numpy().tolist() for name, output in probabilities.items()}},
+            "probabilities": {{name: output["probabilities"].numpy().tolist()
+                              for name, output in probabilities.items()}},
         }}))
     """))
     served = subprocess.run([sys.executable, "serve.py"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
