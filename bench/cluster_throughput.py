@@ -61,12 +61,14 @@ def main() -> None:
             generate(tiny, TUTORIAL_CLASSES, 1, "folders", 7)
             upload(storage, tiny, join(CONTAINER_URI, "tiny"))
 
-            result = {"images": arguments.images, "local": timed_ingest(config, input_uri, join(CONTAINER_URI, "local"))}
+            result = {"images": arguments.images,
+                      "local": timed_ingest(config, input_uri, join(CONTAINER_URI, "local"))}
             one = apply(config, {"beam.runner": "flink", "cluster.taskmanagers": "1"})
             started = time.monotonic()
             cluster.up(one, report=lambda line: None)
             result["cluster_up_s"] = round(time.monotonic() - started, 1)
-            result["job_startup_s"] = timed_ingest(one, join(CONTAINER_URI, "tiny"), join(CONTAINER_URI, "tiny-out"))["seconds"]
+            tiny_job = timed_ingest(one, join(CONTAINER_URI, "tiny"), join(CONTAINER_URI, "tiny-out"))
+            result["job_startup_s"] = tiny_job["seconds"]
             result["flink_1_taskmanager"] = timed_ingest(one, input_uri, join(CONTAINER_URI, "flink-1"))
             two = apply(one, {"cluster.taskmanagers": "2"})
             cluster.up(two, report=lambda line: None)

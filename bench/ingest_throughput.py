@@ -7,13 +7,13 @@ For each size: sample images of the 10 tutorial classes (folders layout) are gen
 ingestion.upload, then ingested in a fresh subprocess, so that the peak RSS (VmHWM) is that ingestion's
 alone. Prints one JSON object per size. Runs its own Azurite (temporary state folder, free port) and stops it.
 
-The limit is the work no ingester can skip, measured on the same images (up to LIMIT_SAMPLE of them) in the same run: one plain loop that
-reads each image's bytes, decodes, resizes and JPEG-encodes it (CPU time per image), and one plain loop of
-sequential GETs of the same blobs with the Azure SDK (wall time per blob: the client's CPU and Azurite's, on the
-same cores). With every core busy, a machine ingests at most cores / (convert + GET) images per second;
-`ratio` is the ingestion's images/s over that. The project's storage client GETs blobs with less CPU than the
-SDK (core/storage.py, _SasReader), so the same limit computed with its GET is printed too (`ratio_own_get`).
-A job's fixed start-up (Beam, listing, the conversion processes) is seconds, so the ratio grows with the input.
+The limit is the work no ingester can skip, measured on the same images (up to LIMIT_SAMPLE of them) in the same
+run: one plain loop that reads each image's bytes, decodes, resizes and JPEG-encodes it (CPU time per image), and
+one plain loop of sequential GETs of the same blobs with the Azure SDK (wall time per blob: the client's CPU and
+Azurite's, on the same cores). With every core busy, a machine ingests at most cores / (convert + GET) images per
+second; `ratio` is the ingestion's images/s over that. The project's storage client GETs blobs with less CPU than
+the SDK (core/storage.py, _SasReader), so the same limit computed with its GET is printed too (`ratio_own_get`). A
+job's fixed start-up (Beam, listing, the conversion processes) is seconds, so the ratio grows with the input.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def measure(settings: dict, images: int, scratch: Path) -> dict:
     input_uri = join(CONTAINER_URI, f"raw-{images}")
     upload(Storage.from_config(config), local, input_uri)
     child = subprocess.run(
-        [sys.executable, __file__, "--ingest-once", json.dumps(settings), input_uri, join(CONTAINER_URI, f"out-{images}")],
+        [sys.executable, __file__, "--ingest-once", json.dumps(settings), input_uri,
+         join(CONTAINER_URI, f"out-{images}")],
         capture_output=True, text=True, check=False)
     if child.returncode != 0:
         raise SystemExit(f"ingesting {images} images failed:\n{child.stderr[-3000:]}")

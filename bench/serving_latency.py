@@ -242,7 +242,8 @@ def measure_batch(config: Config, model, count: int) -> dict:
     summary = batch_predict(config, input_uri, output_uri)
     seconds = time.perf_counter() - started
     return {"images": count, "batch_size": batch_size,
-            "batch_predict_images_per_s": round(summary.predicted / seconds, 1), "batch_predict_seconds": round(seconds, 1), "batch_predict_predicted": summary.predicted,
+            "batch_predict_images_per_s": round(summary.predicted / seconds, 1),
+            "batch_predict_seconds": round(seconds, 1), "batch_predict_predicted": summary.predicted,
             "in_process_in_memory_images_per_s": round(in_memory, 1),
             "in_process_reading_azurite_images_per_s": round(reading_azurite, 1)}
 

@@ -117,7 +117,8 @@ def _run_installer(command: list[str], artifact: str, log: Path, fix: str) -> No
 def _install_flink() -> None:
     downloads = INSTALL_DIR / "downloads"
     log = INSTALL_DIR / "install.log"
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--dest", str(downloads)]
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "--dest", str(downloads)]
     libraries = f"apache-flink-libraries=={FLINK_VERSION}"
     wheel = f"apache-flink=={FLINK_VERSION}"
     fix = "check that PyPI is reachable and that the disk has 1 GB free"

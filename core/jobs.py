@@ -103,7 +103,8 @@ def run(config: Config, pipeline: beam.Pipeline, *, job: str, output_uri: str, e
 @contextlib.contextmanager
 def _worker_errors_unlogged(config: Config):
     """The local runner raises a worker's error here, traceback included; its loggers would print it twice more."""
-    loggers = [logging.getLogger(name) for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")]
+    loggers = [logging.getLogger(name)
+               for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")]
     levels = [logger.level for logger in loggers]
     if runs_locally(config):
         for logger in loggers:

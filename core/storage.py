@@ -261,7 +261,8 @@ class Storage:
         container, path = self._container(prefix)
         folder = f"{path.rstrip('/')}/" if path else ""
         base = prefix[: len(prefix) - len(path)].rstrip("/")
-        pages = self._call(prefix, lambda: container.list_blobs(name_starts_with=folder, include=["metadata"]).by_page())
+        pages = self._call(prefix,
+                           lambda: container.list_blobs(name_starts_with=folder, include=["metadata"]).by_page())
         while True:
             page = self._call(prefix, lambda: next(pages, None))
             if page is None:
@@ -283,7 +284,8 @@ class Storage:
         folder = f"{path.rstrip('/')}/" if path else ""
         base = prefix[: len(prefix) - len(path)].rstrip("/")
         items = self._call(prefix, lambda: list(container.walk_blobs(name_starts_with=folder, delimiter="/")))
-        # A marker blob named like `prefix` itself ("raw/", from the Azure portal) is listed too; it is not a sub-folder.
+        # A marker blob named like `prefix` itself ("raw/", from the Azure portal) is listed too; it is not a
+        # sub-folder.
         return [f"{base}/{item.name.rstrip('/')}" for item in items if item.name.endswith("/") and item.name != folder]
 
     def info(self, uri: str) -> ObjectInfo | None:

@@ -3,7 +3,8 @@ plus a manifest, with one Beam job.
 
   listing tasks (driver: class folders or list files, a few hundred at most)
     -> list each task's files (workers, streamed) -> Reshuffle (spreads the images over the workers)
-    -> read, check, convert (child processes) -> tf.Example -> append to this worker's shard of the image's split (staging)
+    -> read, check, convert (child processes) -> tf.Example
+    -> append to this worker's shard of the image's split (staging)
   what became of every file (accepted, rejected, skipped) and every shard -> one Tally -> staging
 
 Then the driver commits: the shards move from <output>/.staging-<random>/ to <output>/data-<content hash>/,

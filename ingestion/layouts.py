@@ -148,7 +148,8 @@ def _list_file_tasks(storage: Storage, input_uri: str) -> list[ListingTask]:
         categories = _read_categories(storage.read_text(categories_uri), categories_uri)
     except NotFound:
         raise IngestError(f"{join(input_uri, lists[0])} maps images to class numbers, but {categories_uri}, which "
-                          "names those numbers, is missing: copy the categories file of the same download there") from None
+                          "names those numbers, is missing: copy the categories file of the same download "
+                          "there") from None
     return [ListingTask(PLACES365_LISTS, join(input_uri, name), input_uri, image_folder=IMAGE_LISTS[name],
                         categories=categories) for name in lists]
 

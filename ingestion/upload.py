@@ -31,7 +31,8 @@ def _md5(path: Path) -> bytes:
     return digest.digest()
 
 
-def upload(storage: Storage, source_dir: Path, target_uri: str, workers: int = 8, mirror: bool = False) -> UploadSummary:
+def upload(storage: Storage, source_dir: Path, target_uri: str, workers: int = 8,
+           mirror: bool = False) -> UploadSummary:
     """Upload every file under `source_dir` to `target_uri`/<relative path>.
 
     A blob that already exists with the same size and MD5 is skipped, so an interrupted upload resumes.

@@ -218,9 +218,9 @@ def terminal_summary(record: RunRecord) -> str:
         evaluated = rows[:sum(row["accuracy"] is not None for row in class_rows)]
         left_out = len(evaluated) - TERMINAL_WORST - TERMINAL_BEST
         if len(rows) > READABLE_CLASSES and left_out > 0:
-            shown_note = [f"the worst {TERMINAL_WORST} and the best {TERMINAL_BEST} of {len(evaluated)} classes with eval "
-                          f"images, by top-1 ({len(rows) - len(evaluated)} had none); the HTML report lists all "
-                          f"{len(rows)}"]
+            shown_note = [f"the worst {TERMINAL_WORST} and the best {TERMINAL_BEST} of {len(evaluated)} classes "
+                          f"with eval images, by top-1 ({len(rows) - len(evaluated)} had none); the HTML report "
+                          f"lists all {len(rows)}"]
             rows = evaluated[:TERMINAL_WORST] + [{"class": f"... {left_out} more"}] + evaluated[-TERMINAL_BEST:]
         champion = evaluation.champion
         rows.append({"class": "overall", "eval images": evaluation.candidate.examples,

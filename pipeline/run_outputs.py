@@ -18,7 +18,8 @@ def _store(connection: metadata_store_pb2.ConnectionConfig) -> metadata_store.Me
     return metadata_store.MetadataStore(read_only)
 
 
-def latest_run(connection: metadata_store_pb2.ConnectionConfig) -> tuple[str, dict[str, str], dict[str, dict[str, str]]]:
+def latest_run(
+        connection: metadata_store_pb2.ConnectionConfig) -> tuple[str, dict[str, str], dict[str, dict[str, str]]]:
     """(TFX run id, {node: "ran"|"cached"|...}, {node: {output key: artifact URI}}) of the newest run."""
     store = _store(connection)
     runs = store.get_contexts_by_type("pipeline_run")

@@ -29,7 +29,7 @@ from core.storage import Storage
 from data_schema import curated_schema, resolve_classes
 from ingestion.manifest import read_manifest
 from pipeline.pipeline import PipelineInputs, create_pipeline, local_pipeline_folder, metadata_connection
-from pipeline.report import ACCURACY_PLOT, CONFUSION_PLOT, RunRecord, collect, terminal_summary, write_report
+from pipeline.report import ACCURACY_PLOT, CONFUSION_PLOT, RunRecord, collect, write_report
 from pipeline.run_outputs import latest_run
 from pipeline.tracking import ARTIFACT_TAG_PREFIX, Tracking
 from registry import Registry
@@ -71,7 +71,8 @@ def exclusive_run(config: Config):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PipelineError(f"another `./places run` is using {local_pipeline_folder(config)}; wait for it to finish") from None
+            raise PipelineError(f"another `./places run` is using {local_pipeline_folder(config)}; "
+                                "wait for it to finish") from None
         yield
 
 
@@ -159,7 +160,8 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
             curated_schema_file=write_curated_schema(config, tuple(manifest.classes)),
             champion_model_dir=registry.download(champion) if champion else None,
             mlflow_run_id=run_id)
-        echo(f"champion: {f'version {champion.version}' if champion else 'none yet (the first blessed model becomes it)'}")
+        champion_line = f"version {champion.version}" if champion else "none yet (the first blessed model becomes it)"
+        echo(f"champion: {champion_line}")
         started, started_at = time.monotonic(), datetime.now(timezone.utc)
         stopped_by: DataValidationFailed | None = None
         try:
@@ -174,7 +176,8 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
             tracking.finish(run_id, "FAILED")
             if config.beam.runner == FLINK and "failed in state" in str(failure):
                 what = cluster.job_failed(config, "a component's Beam job", failure)
-                raise PipelineError(f"{what}. Run again when the cause is fixed: finished components are reused") from None
+                raise PipelineError(f"{what}. Run again when the cause is fixed: finished components are "
+                                    "reused") from None
             raise
         tfx_run_id, states, outputs = latest_run(metadata_connection(config))
         record = RunRecord(

@@ -130,7 +130,8 @@ class Tracking:
                     raise
                 raise RunNotFound(f"MLflow at {self.config.mlflow_uri} has no run '{run_id}': give the id of a run "
                                   f"of experiment '{self.config.mlflow.experiment}' (its runs: "
-                                  f"{self.config.mlflow_uri}/#/experiments/{self.experiment_id}), or no id for the newest") from None
+                                  f"{self.config.mlflow_uri}/#/experiments/{self.experiment_id}), or no id for the "
+                                  "newest") from None
         runs = self.client.search_runs([self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
             raise RunNotFound(f"experiment '{self.config.mlflow.experiment}' at {self.config.mlflow_uri} has no runs "

@@ -35,6 +35,7 @@ import numpy as np
 
 from core.console import progress
 from data_schema import CATEGORIES_FILE, folder_name, places365_categories
+
 # The layout names only: the file names below are spelled out from Places365's own, so the tests check the
 # reader in ingestion/layouts.py against an independent writer.
 from ingestion.layouts import FOLDERS, LAYOUTS, PLACES365_LISTS

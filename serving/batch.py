@@ -38,9 +38,9 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from core import jobs
-from core.errors import UserError
 from core.config import Config
 from core.console import table
+from core.errors import UserError
 from core.jobs import LOCAL_PROGRESS
 from core.storage import NotFound, Storage, canonical, join
 from data_schema import display_name

@@ -35,8 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from core.errors import UserError
 from core.config import ServingConfig
+from core.errors import UserError
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 

@@ -41,7 +41,8 @@ def test_cluster_runners_are_named(runner, flag):
 
 
 def test_an_unknown_runner_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="beam.runner is 'direct'; use one of local, flink, portable, dataflow, spark"):
+    known = "local, flink, portable, dataflow, spark"
+    with pytest.raises(ConfigError, match=f"beam.runner is 'direct'; use one of {known}"):
         beam_pipeline_args(apply(Config(), {"beam.runner": "direct"}))
 
 

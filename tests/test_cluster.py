@@ -147,7 +147,8 @@ def evaluate_locally(config: Config, examples_uri: str, model_uri: str, output: 
     local = apply(config, {"beam.runner": "local"})
     context = Executor.Context(beam_pipeline_args=beam_pipeline_args(local), tmp_dir=str(output / "tmp"),
                                unique_id="evaluate-locally")
-    Executor(context).Do({"examples": [examples], "model": [model]}, {"evaluation": [evaluation], "blessing": [blessing]},
+    Executor(context).Do({"examples": [examples], "model": [model]},
+                         {"evaluation": [evaluation], "blessing": [blessing]},
                          {"eval_config": proto_utils.proto_to_json(build_eval_config(
                              config.evaluation, False, num_classes=len(TUTORIAL_CLASSES))),
                           "example_splits": "null", "fairness_indicator_thresholds": "null"})
@@ -165,7 +166,8 @@ def test_the_pipeline_runs_its_beam_components_on_flink_and_evaluates_as_locally
     started = time.time() * 1000
     on_cluster = run_pipeline(config, echo=lambda line: None)
     assert on_cluster.registered, on_cluster.record.message
-    assert on_cluster.record.component_states["StatisticsGen"] == on_cluster.record.component_states["Evaluator"] == "ran"
+    states = on_cluster.record.component_states
+    assert states["StatisticsGen"] == states["Evaluator"] == "ran"
     finished = [job for job in cluster.jobs(flink) if job["start-time"] >= started]
     # StatisticsGen's job and the Evaluator's.
     assert len(finished) == 2 and {job["state"] for job in finished} == {"FINISHED"}, finished

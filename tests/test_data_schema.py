@@ -2,8 +2,7 @@
 
 import pytest
 
-from data_schema import (TUTORIAL_CLASSES, category_key, display_name, folder_name, places365_categories,
-                         resolve_classes)
+from data_schema import TUTORIAL_CLASSES, category_key, display_name, folder_name, places365_categories, resolve_classes
 
 
 def test_places365_has_365_official_categories_in_index_order():

@@ -19,8 +19,15 @@ import data_schema
 from cli.main import main as places
 from core import services
 from core.config import Config, apply
-from core.storage import (CONNECTION_STRING_ENV, EMULATOR_KEY, Storage, StorageAuthError, StorageError,
-                          emulator_connection_string, join)
+from core.storage import (
+    CONNECTION_STRING_ENV,
+    EMULATOR_KEY,
+    Storage,
+    StorageAuthError,
+    StorageError,
+    emulator_connection_string,
+    join,
+)
 from ingestion.job import LOCAL_PROGRESS, IngestError, ingest, split_of
 from ingestion.manifest import MANIFEST_FILE, read_manifest
 from ingestion.upload import upload
@@ -133,7 +140,8 @@ def test_shards_sit_in_tfx_split_folders_and_nothing_else_is_left(folders_job):
     assert manifest.data_folder == f"data-{manifest.content_hash[:16]}"
     for split in (data_schema.TRAIN_SPLIT, data_schema.EVAL_SPLIT):
         names = [shard for shard in manifest.shards if shard.startswith(f"Split-{split}/")]
-        assert names == [f"Split-{split}/data-{index:05d}-of-{len(names):05d}.tfrecord.gz" for index in range(len(names))]
+        assert names == [f"Split-{split}/data-{index:05d}-of-{len(names):05d}.tfrecord.gz"
+                         for index in range(len(names))]
     assert len([shard for shard in manifest.shards if shard.startswith("Split-train/")]) > 1
     assert sorted(output_listing(storage, output)) == sorted(
         [MANIFEST_FILE, f"{manifest.data_folder}/shards.json",

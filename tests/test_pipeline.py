@@ -11,9 +11,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import mlflow
 import pytest

@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main as places
-from core.errors import UserError
 from core.config import PROJECT_ROOT, Config
+from core.errors import UserError
 from core.storage import join
 from data_schema import TUTORIAL_CLASSES, display_name
 from registry import ModelNotFound

@@ -52,7 +52,9 @@ def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_cla
     blessed_by = BLESSING_METRICS[evaluation.blessing_metric]
 
     def thresholds(metric: str) -> list[tfma.PerSliceMetricThreshold]:
-        return [tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL], threshold=threshold)] if metric == blessed_by else []
+        if metric != blessed_by:
+            return []
+        return [tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL], threshold=threshold)]
 
     metrics = [tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=thresholds(ACCURACY))]
     if with_top5:

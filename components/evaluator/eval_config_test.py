@@ -36,7 +36,8 @@ def test_first_model_needs_only_the_floor():
 
 
 def test_with_a_champion_the_candidate_must_not_regress():
-    config = build_eval_config(EvaluationConfig(accuracy_floor=0.5, max_regression=0.02), with_champion=True, num_classes=CLASSES)
+    config = build_eval_config(EvaluationConfig(accuracy_floor=0.5, max_regression=0.02), with_champion=True,
+                               num_classes=CLASSES)
     assert [(spec.name, spec.is_baseline) for spec in config.model_specs] == [(CANDIDATE, False), (CHAMPION, True)]
     change = accuracy_config(config).per_slice_thresholds[0].threshold.change_threshold
     assert change.direction == tfma.MetricDirection.HIGHER_IS_BETTER

@@ -32,7 +32,8 @@ def _probabilities(loaded, signature: str, **inputs) -> np.ndarray:
 
 def test_signatures_take_pixels_images_and_examples(loaded):
     assert set(loaded.signatures) == {"serving_default", "predict_images", "predict_examples"}
-    for name, inputs in {"serving_default": "pixels", "predict_images": "images", "predict_examples": "examples"}.items():
+    inputs_by_signature = {"serving_default": "pixels", "predict_images": "images", "predict_examples": "examples"}
+    for name, inputs in inputs_by_signature.items():
         assert list(loaded.signatures[name].structured_input_signature[1]) == [inputs]
         assert list(loaded.signatures[name].structured_outputs) == ["probabilities"]
 

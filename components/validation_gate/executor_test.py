@@ -11,8 +11,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 from components.validation_gate.executor import ANOMALIES_FILE, DataValidationFailed, check, read_anomalies
-from data_schema import (HEIGHT_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, SOURCE_KEY, TUTORIAL_CLASSES, WIDTH_KEY,
-                         curated_schema)
+from data_schema import (
+    HEIGHT_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    SOURCE_KEY,
+    TUTORIAL_CLASSES,
+    WIDTH_KEY,
+    curated_schema,
+)
 
 
 def example(category: int, name: str, drop: str | None = None) -> bytes:
