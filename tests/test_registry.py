@@ -129,5 +129,5 @@ def test_an_experiment_without_runs_says_to_run_the_pipeline(mlflow_server):
     with pytest.raises(RunNotFound, match=r"has no runs yet: run `./places run` first") as error:
         tracking.run(None)
     assert isinstance(error.value, UserError)
-    with pytest.raises(RunNotFound, match="has no run 0123456789abcdef: give the id of a run of experiment"):
+    with pytest.raises(RunNotFound, match="has no run '0123456789abcdef': give the id of a run of experiment"):
         tracking.run("0123456789abcdef")
