@@ -7,6 +7,18 @@ import textwrap
 
 pytest_plugins = ["pytester"]
 
+# Tests that say by a mark what they need.
+_MARKED = """
+    @pytest.mark.slow
+    def test_marked_slow():
+        pass
+
+
+    @pytest.mark.services
+    def test_marked_services():
+        pass
+"""
+
 _NEEDS_EVERY_WAY = textwrap.dedent('''
     import pytest
 
@@ -32,14 +44,7 @@ _NEEDS_EVERY_WAY = textwrap.dedent('''
         pass
 
 
-    @pytest.mark.slow
-    def test_marked_slow():
-        pass
-
-
-    @pytest.mark.services
-    def test_marked_services():
-        pass
+''' + _MARKED + '''
 
 
     def test_asks_for_azurite_at_run_time(request):
@@ -52,9 +57,13 @@ _NEEDS_EVERY_WAY = textwrap.dedent('''
 ''')
 
 
-def test_fast_mode_deselects_what_needs_a_service_and_fails_what_would_start_one(pytester):
+def _with_the_fast_tier(pytester) -> None:
     pytester.makeconftest('pytest_plugins = ["tests.fixtures", "tests.fast_tier"]')
     pytester.makeini("[pytest]\naddopts = --strict-markers\nmarkers =\n    slow: a whole Beam job or pipeline\n")
+
+
+def test_fast_mode_deselects_what_needs_a_service_and_fails_what_would_start_one(pytester):
+    _with_the_fast_tier(pytester)
     pytester.makepyfile(test_needs=_NEEDS_EVERY_WAY)
 
     result = pytester.runpytest("--fast", "-rf")
@@ -67,20 +76,7 @@ def test_fast_mode_deselects_what_needs_a_service_and_fails_what_would_start_one
 
 
 def test_without_fast_mode_the_marks_leave_nothing_out(pytester):
-    pytester.makeconftest('pytest_plugins = ["tests.fixtures", "tests.fast_tier"]')
-    pytester.makeini("[pytest]\naddopts = --strict-markers\nmarkers =\n    slow: a whole Beam job or pipeline\n")
-    pytester.makepyfile(test_needs=textwrap.dedent("""
-        import pytest
-
-
-        @pytest.mark.slow
-        def test_marked_slow():
-            pass
-
-
-        @pytest.mark.services
-        def test_marked_services():
-            pass
-    """))
+    _with_the_fast_tier(pytester)
+    pytester.makepyfile(test_needs="import pytest\n\n" + textwrap.dedent(_MARKED))
 
     pytester.runpytest().assert_outcomes(passed=2)
