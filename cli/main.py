@@ -149,7 +149,8 @@ def cluster_status(ctx: click.Context) -> None:
 @main.command("sample-data")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the images into (created if missing).")
-@click.option("--per-class", type=int, default=None, help="Images per class [default: data.sample_images_per_class].")
+@click.option("--per-class", type=click.IntRange(min=1), default=None,
+              help="Images per class [default: data.sample_images_per_class].")
 @click.option("--classes", default=None,
               help="'tutorial' (the 10 tutorial classes), 'all' (365) or names separated by commas "
                    "[default: data.classes].")
@@ -169,8 +170,8 @@ def sample_data(ctx, out_dir, per_class, classes, layout, seed) -> None:
     except ValueError as error:
         raise UserError(str(error)) from None
     started = time.monotonic()
-    written = generate(out_dir, class_keys, per_class or config.data.sample_images_per_class, layout,
-                       config.data.sample_seed if seed is None else seed)
+    per_class = per_class if per_class is not None else config.data.sample_images_per_class
+    written = generate(out_dir, class_keys, per_class, layout, config.data.sample_seed if seed is None else seed)
     click.echo(f"wrote {written} images of {len(class_keys)} classes in the {layout} layout to {out_dir} "
                f"({time.monotonic() - started:.1f} s)")
 
@@ -340,7 +341,7 @@ def batch_predict(ctx, input_uri: str, output_uri: str, output_format: str, refe
 
 # --- whole flows ------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--per-class", type=int, default=None,
+@click.option("--per-class", type=click.IntRange(min=1), default=None,
               help="Sample images per class [default: data.sample_images_per_class].")
 @click.option("--epochs", type=int, default=None, help="Training epochs [default: training.epochs].")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default=None,
@@ -354,7 +355,7 @@ def demo(ctx, per_class: int | None, epochs: int | None, model: str | None) -> N
     from pipeline.runner import run_pipeline
 
     config = with_flags(config_of(ctx), {"training.epochs": epochs, "training.model": model})
-    per_class = per_class or config.data.sample_images_per_class
+    per_class = per_class if per_class is not None else config.data.sample_images_per_class
     step = _steps()
     step("start services")
     _ensure_services(config)

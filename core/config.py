@@ -29,6 +29,7 @@ EMULATOR_ACCOUNT = "devstoreaccount1"
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """[storage]: the blob storage account and container; the credentials stay in the environment."""
     # Used only while AZURE_STORAGE_CONNECTION_STRING is unset: then blob storage is the local emulator.
     emulator_host: str = "127.0.0.1"
     emulator_port: int = 10000
@@ -41,6 +42,7 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """[data]: which Places365 classes, where the raw images and the ingested TFRecords live, the eval split."""
     # "tutorial" (the notebook's 10 classes), "all" (the 365 Places365 categories) or names with commas.
     classes: str = "tutorial"
     # Where raw images and ingested TFRecords live; {container} is StorageConfig.container.
@@ -56,6 +58,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
+    """[ingest]: what an image must be to be ingested, and how the TFRecord shards are written."""
     # Images with more pixels are rejected unread (decompression bombs); larger ones are decoded at reduced size.
     max_image_pixels: int = 100_000_000
     max_image_bytes: int = 64 * 1024 * 1024
@@ -69,6 +72,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class BeamConfig:
+    """[beam]: the Beam runner that ingestion, StatisticsGen, the Evaluator and batch prediction run on."""
     # local: Beam's in-process runner (FnApiRunner); flink: the Flink cluster of `./places cluster up` (config.cluster);
     # portable: a Beam job service at job_endpoint (a Flink or Spark job server run elsewhere); dataflow: Google
     # Cloud Dataflow; spark: Beam's Spark runner (its master given in extra_args). See core/beam.py.
@@ -115,6 +119,7 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class ServicesConfig:
+    """[services]: the address the local services (Azurite, MLflow, the Flink cluster) listen on."""
     host: str = "127.0.0.1"
     # Seconds to wait for a service to answer after starting it (MLflow's server takes a minute on a busy laptop).
     start_timeout_s: int = 240
@@ -122,6 +127,7 @@ class ServicesConfig:
 
 @dataclass(frozen=True)
 class MlflowConfig:
+    """[mlflow]: the local tracking server, the experiment and the registered model."""
     port: int = 5000
     experiment: str = "places365-scenes"
     # The MLflow Model Registry name the Pusher registers blessed models under, with the alias `champion`.
@@ -155,6 +161,7 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
+    """[evaluation]: when the Evaluator blesses a model for the Pusher."""
     # Blessing needs overall eval accuracy at least this high...
     accuracy_floor: float = 0.5
     # ...and no lower than the champion's minus this much (0: no regression at all).
@@ -166,6 +173,7 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """[pipeline]: where TFX keeps its artifacts and its ML Metadata."""
     # Where TFX writes the pipeline's artifacts: any file system TFX reads (a local folder, one shared by the
     # cluster's machines such as a mounted blob container or NFS share, gs://, s3://, hdfs://). Empty:
     # <state_dir>/pipeline. The Trainer and the custom components read and write it through tfx.dsl.io.fileio.
@@ -177,6 +185,7 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class ServingConfig:
+    """[serving]: `./places serve`, `./places predict` and `./places batch-predict`."""
     # `./places serve` listens on 127.0.0.1 at this port.
     port: int = 8080
     # Larger request bodies are refused (413) before they are read. One tutorial-format image is about 1 MB of

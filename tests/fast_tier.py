@@ -6,12 +6,18 @@ A test is left out of the fast tier (deselected, not failed) when it
   collection cannot see), or
 - uses a fixture that starts a service (SERVICE_FIXTURES), directly or through other fixtures.
 
+A test file whose module-level `pytestmark` is slow or services is not even imported: its imports (TFX, the
+serving stack) would cost more than the whole fast tier runs.
+
 What slips through anyway fails instead of starting the service: in fast mode a service fixture and
 services.start (which Azurite, the MLflow server and the Flink cluster's processes all start through) fail the test
 and name the marker to add. A subprocess that runs `./places services up` is not seen.
 """
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +29,7 @@ FAST_OPTION = "--fast"
 SERVICE_FIXTURES = frozenset({"azurite", "mlflow_server"})
 _SERVICES_MARKER = ("services: starts a local service itself or reaches one without the fixtures of tests/fixtures.py; "
                     f"`{FAST_OPTION}` leaves it out")
+_LEFT_OUT_MARKS = frozenset({"slow", "services"})
 _ADVICE = "mark the test @pytest.mark.services (or slow) so the fast tier leaves it out"
 
 
@@ -44,6 +51,23 @@ def needs_a_service(item) -> bool:
     """Whether `item` is left out of the fast tier."""
     marked = item.get_closest_marker("slow") or item.get_closest_marker("services")
     return bool(marked) or not SERVICE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def marks_the_whole_module_left_out(source: str) -> bool:
+    """Whether a test file's module-level `pytestmark` (a mark or a list of marks) includes slow or services."""
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "pytestmark" for target in statement.targets):
+            marks = statement.value.elts if isinstance(statement.value, (ast.List, ast.Tuple)) else [statement.value]
+            return any(isinstance(mark, ast.Attribute) and mark.attr in _LEFT_OUT_MARKS for mark in marks)
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    if is_fast(config) and collection_path.suffix == ".py" and collection_path.is_file():
+        if marks_the_whole_module_left_out(collection_path.read_text()):
+            return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items) -> None:

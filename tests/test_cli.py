@@ -79,3 +79,10 @@ def test_inspect_of_an_unknown_run_names_it_and_where_the_runs_are(mlflow_server
     assert message.startswith(f"places: error: MLflow at {mlflow_server.mlflow_uri} has no run "
                               f"'0123456789abcdef0123456789abcdef': give the id of a run of experiment '{experiment}'")
     assert "Traceback" not in result.output
+
+
+def test_zero_sample_images_per_class_is_refused_naming_the_flag(tmp_path):
+    result = CliRunner().invoke(places, ["sample-data", "--per-class", "0", str(tmp_path / "images")])
+    assert result.exit_code == 2
+    assert "Invalid value for '--per-class': 0 is not in the range x>=1" in result.output
+    assert not (tmp_path / "images").exists()

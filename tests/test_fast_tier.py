@@ -80,3 +80,14 @@ def test_without_fast_mode_the_marks_leave_nothing_out(pytester):
     pytester.makepyfile(test_needs="import pytest\n\n" + textwrap.dedent(_MARKED))
 
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_a_file_left_out_as_a_whole_is_not_even_imported_in_fast_mode(pytester):
+    _with_the_fast_tier(pytester)
+    pytester.makepyfile(
+        test_heavy="import pytest\nimport a_module_this_machine_lacks\n\npytestmark = [pytest.mark.slow]\n\n\n"
+                   "def test_heavy():\n    pass\n",
+        test_light="def test_light():\n    pass\n")
+
+    pytester.runpytest("--fast").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(errors=1)

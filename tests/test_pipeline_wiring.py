@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+import pytest
 from tfx.utils import json_utils
 
 from components.trainer.custom_config import from_custom_config
 from core.config import Config, TrainingConfig
 from pipeline.pipeline import PipelineInputs, create_pipeline
+
+# Building the pipeline imports every TFX component: that alone takes longer than the whole fast tier.
+pytestmark = pytest.mark.slow
 
 
 def _unlike_the_default(field: dataclasses.Field, hint):

@@ -4,6 +4,7 @@ table (worst first, every class, a search box), most confused pairs and class-co
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,14 +37,28 @@ def record_for(class_names: tuple[str, ...], with_top5: bool = True) -> RunRecor
         evaluation=EvaluationSummary(candidate, None, True, []), confusion=confusion.tolist())
 
 
+@pytest.fixture(scope="module")
+def written_report(tmp_path_factory):
+    """`write(classes)` -> the page of record_for(classes)'s report, written once for all tests of this module
+    (at 365 classes the class-count plot takes seconds)."""
+    pages: dict[tuple[str, ...], Path] = {}
+
+    def write(classes: tuple[str, ...]) -> Path:
+        if classes not in pages:
+            pages[classes] = write_report(record_for(classes), tmp_path_factory.mktemp(f"report-{len(classes)}"))
+        return pages[classes]
+    return write
+
+
 def table_order(page: str) -> list[str]:
     return re.findall(r'<tr data-key="([^"]+)">', page)
 
 
-def test_at_365_classes_the_page_lists_every_class_worst_first_and_the_most_confused_pairs(tmp_path):
+def test_at_365_classes_the_page_lists_every_class_worst_first_and_the_most_confused_pairs(written_report):
     classes = places365_categories()
     record = record_for(classes)
-    page = write_report(record, tmp_path).read_text()
+    page_path = written_report(classes)
+    page = page_path.read_text()
 
     order = table_order(page)
     assert sorted(order) == sorted(classes)
@@ -61,7 +76,7 @@ def test_at_365_classes_the_page_lists_every_class_worst_first_and_the_most_conf
     assert pairs[1] == (display_name(classes[5]), display_name(classes[6]), "4", "100.0%")
     assert [int(images) for _, _, images, _ in pairs[1:]] == [4] * 19
     assert "eval split" in page
-    assert (tmp_path / "class_counts.png").stat().st_size > 5000
+    assert (page_path.parent / "class_counts.png").stat().st_size > 5000
 
 
 def test_at_10_classes_the_page_has_no_pairs_list_and_says_why_top5_is_missing(tmp_path):
@@ -91,7 +106,7 @@ def test_the_terminal_lists_every_class_up_to_30_and_the_ends_of_the_ranking_bey
 
 
 @pytest.mark.parametrize("classes", [TUTORIAL_CLASSES, places365_categories()], ids=["10", "365"])
-def test_the_search_box_filters_by_display_name_and_by_key(tmp_path, classes):
-    page = write_report(record_for(classes), tmp_path).read_text()
+def test_the_search_box_filters_by_display_name_and_by_key(written_report, classes):
+    page = written_report(classes).read_text()
     assert "row.cells[0].textContent" in page and "row.dataset.key" in page
     assert f"{len(classes)} of {len(classes)} classes" in page

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from core.storage import join
 from ingestion.upload import upload
+
+# Every test uploads to the test Azurite.
+pytestmark = pytest.mark.services
 
 
 def make_folder(root: Path) -> Path:

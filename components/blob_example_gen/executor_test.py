@@ -13,6 +13,9 @@ from core.storage import join
 from ingestion.job import ingest
 from ingestion.manifest import MANIFEST_FILE, read_manifest
 
+# Every test imports a real ingestion from the test Azurite.
+pytestmark = pytest.mark.services
+
 
 @pytest.fixture(scope="module")
 def ingested(azurite, storage, tmp_path_factory) -> str:

@@ -16,6 +16,9 @@ from components.trainer.export import export
 from core.config import EvaluationConfig
 from data_schema import CHANNELS, IMAGE_SIZE
 
+# Every test reads what one real TFMA Beam job evaluated.
+pytestmark = pytest.mark.slow
+
 # Seven classes, so top-5 is not trivially every label; a few images each.
 CLASS_NAMES = ("alley", "bakery/shop", "canyon", "desert/sand", "field/wild", "harbor", "volcano")
 IMAGES_PER_CLASS = 6
@@ -56,7 +59,6 @@ def _by_hand(labels: np.ndarray, probabilities: np.ndarray, k: int) -> float:
     return float(np.mean([label in row for label, row in zip(labels, most_probable)]))
 
 
-@pytest.mark.slow
 def test_top1_and_top5_accuracy_match_a_count_by_hand_overall_and_per_category(evaluated):
     summary, labels, probabilities = evaluated
     candidate = summary.candidate

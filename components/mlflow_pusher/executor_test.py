@@ -20,6 +20,9 @@ from registry import CHAMPION_ALIAS, SOURCE_TAG, ModelNotFound, Registry
 from registry.flavour import PlacesSceneModel
 from tests.champion import small_model
 
+# Every test pushes to the test MLflow server.
+pytestmark = pytest.mark.services
+
 NOT_BLESSED_REASON = "top1 0.412 is below the accuracy floor 0.5"
 
 

@@ -7,8 +7,9 @@ import io
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
+from tensorflow_data_validation.statistics.stats_impl import generate_statistics_in_memory
+from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
 from components.validation_gate.executor import ANOMALIES_FILE, DataValidationFailed, check, read_anomalies
 from data_schema import (
@@ -39,20 +40,41 @@ def example(category: int, name: str, drop: str | None = None) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature_map)).SerializeToString()
 
 
-def validate(tmp_path, splits: dict[str, list[bytes]]) -> str:
-    """Statistics and anomalies for `splits`, written the way ExampleValidator writes them."""
-    anomalies_dir = tmp_path / "anomalies"
-    for split, records in splits.items():
-        data = tmp_path / f"{split}.tfrecord"
-        with tf.io.TFRecordWriter(str(data)) as writer:
-            for record in records:
-                writer.write(record)
-        statistics = tfdv.generate_statistics_from_tfrecord(
-            str(data), pipeline_options=PipelineOptions(["--runner=FnApiRunner"]))
-        anomalies = tfdv.validate_statistics(statistics, curated_schema(TUTORIAL_CLASSES))
-        (anomalies_dir / f"Split-{split}").mkdir(parents=True)
-        (anomalies_dir / f"Split-{split}" / ANOMALIES_FILE).write_bytes(anomalies.SerializeToString())
-    return str(anomalies_dir)
+def good_examples() -> list[bytes]:
+    return [example(index, name) for index, name in enumerate(TUTORIAL_CLASSES)]
+
+
+def _with_image_dropped(records: list[bytes], index: int) -> list[bytes]:
+    return records[:index] + [example(index, TUTORIAL_CLASSES[index], drop=IMAGE_KEY)] + records[index + 1:]
+
+
+# Each test's data set: its splits' records.
+DATA_SETS = {
+    "clean": {"train": good_examples(), "eval": good_examples()},
+    "unknown class": {"train": good_examples() + [example(3, "volcano")], "eval": good_examples()},
+    "label out of range": {"train": good_examples() + [example(12, "igloo")], "eval": good_examples()},
+    "missing image": {"train": _with_image_dropped(good_examples(), 4), "eval": good_examples()},
+    "empty eval": {"train": good_examples(), "eval": []},
+}
+
+
+@pytest.fixture(scope="module")
+def anomalies(tmp_path_factory) -> dict[str, str]:
+    """For each data set, the anomalies of its splits, written where ExampleValidator writes them. The statistics
+    come from TFDV's in-memory generator: the same statistics as StatisticsGen's Beam job, without a job per
+    split."""
+    root = tmp_path_factory.mktemp("validation")
+    decoder = ExamplesToRecordBatchDecoder()
+    folders = {}
+    for name, splits in DATA_SETS.items():
+        for split, records in splits.items():
+            statistics = generate_statistics_in_memory(decoder.DecodeBatch(records), tfdv.StatsOptions())
+            found = tfdv.validate_statistics(statistics, curated_schema(TUTORIAL_CLASSES))
+            folder = root / name / "anomalies" / f"Split-{split}"
+            folder.mkdir(parents=True)
+            (folder / ANOMALIES_FILE).write_bytes(found.SerializeToString())
+        folders[name] = str(folder.parent)
+    return folders
 
 
 def schema_dir(tmp_path):
@@ -62,45 +84,35 @@ def schema_dir(tmp_path):
     return str(folder)
 
 
-def good_examples() -> list[bytes]:
-    return [example(index, name) for index, name in enumerate(TUTORIAL_CLASSES)]
-
-
-def test_clean_data_passes_and_the_schema_goes_on_to_the_trainer(tmp_path):
-    anomalies = validate(tmp_path, {"train": good_examples(), "eval": good_examples()})
-    assert read_anomalies(anomalies) == []
-    check(anomalies, schema_dir(tmp_path), str(tmp_path / "validated"))
+def test_clean_data_passes_and_the_schema_goes_on_to_the_trainer(anomalies, tmp_path):
+    assert read_anomalies(anomalies["clean"]) == []
+    check(anomalies["clean"], schema_dir(tmp_path), str(tmp_path / "validated"))
     assert (tmp_path / "validated" / "schema.pbtxt").read_text() == (tmp_path / "schema" / "schema.pbtxt").read_text()
 
 
-def test_an_unknown_class_stops_the_run_naming_the_class(tmp_path):
-    anomalies = validate(tmp_path, {"train": good_examples() + [example(3, "volcano")], "eval": good_examples()})
+def test_an_unknown_class_stops_the_run_naming_the_class(anomalies, tmp_path):
     with pytest.raises(DataValidationFailed) as stopped:
-        check(anomalies, schema_dir(tmp_path), str(tmp_path / "validated"))
+        check(anomalies["unknown class"], schema_dir(tmp_path), str(tmp_path / "validated"))
     message = str(stopped.value)
     assert "train split, category_name" in message and "volcano" in message
-    assert "stops before training" in message and anomalies in message
+    assert "stops before training" in message and anomalies["unknown class"] in message
     assert not (tmp_path / "validated").exists()
 
 
-def test_a_label_outside_the_class_range_is_an_anomaly(tmp_path):
-    anomalies = validate(tmp_path, {"train": good_examples() + [example(12, "igloo")], "eval": good_examples()})
-    assert [(item.split, item.feature) for item in read_anomalies(anomalies)] == [("train", "category")]
+def test_a_label_outside_the_class_range_is_an_anomaly(anomalies):
+    assert [(item.split, item.feature) for item in read_anomalies(anomalies["label out of range"])] == [
+        ("train", "category")]
 
 
-def test_a_missing_feature_is_named(tmp_path):
-    records = good_examples()
-    records[4] = example(4, TUTORIAL_CLASSES[4], drop=IMAGE_KEY)
-    anomalies = validate(tmp_path, {"train": records, "eval": good_examples()})
-    found = read_anomalies(anomalies)
+def test_a_missing_feature_is_named(anomalies, tmp_path):
+    found = read_anomalies(anomalies["missing image"])
     assert [(item.split, item.feature) for item in found] == [("train", IMAGE_KEY)]
     with pytest.raises(DataValidationFailed, match="image_jpeg"):
-        check(anomalies, schema_dir(tmp_path), str(tmp_path / "validated"))
+        check(anomalies["missing image"], schema_dir(tmp_path), str(tmp_path / "validated"))
 
 
-def test_an_empty_split_is_an_anomaly(tmp_path):
-    anomalies = validate(tmp_path, {"train": good_examples(), "eval": []})
-    assert [(item.split, item.description) for item in read_anomalies(anomalies)] == [
+def test_an_empty_split_is_an_anomaly(anomalies, tmp_path):
+    assert [(item.split, item.description) for item in read_anomalies(anomalies["empty eval"])] == [
         ("eval", "no examples: the split is empty")]
     with pytest.raises(DataValidationFailed, match="eval split"):
-        check(anomalies, schema_dir(tmp_path), str(tmp_path / "validated"))
+        check(anomalies["empty eval"], schema_dir(tmp_path), str(tmp_path / "validated"))
