@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.memory import resident_mb
 from core import services
 from core.beam import beam_pipeline_args
 from core.config import Config, apply
@@ -39,13 +40,6 @@ CONTAINER_URI = "azfs://devstoreaccount1/bench"
 LIMIT_SAMPLE = 2000
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("/proc/self/status has no VmHWM line (this measures on Linux only)")
-
-
 def ingest_once(settings: dict, input_uri: str, output_uri: str) -> dict:
     """In the subprocess: one ingestion, timed, with this process's peak memory."""
     from ingestion.job import ingest
@@ -55,7 +49,7 @@ def ingest_once(settings: dict, input_uri: str, output_uri: str) -> dict:
     manifest = ingest(config, input_uri, output_uri, "folders")
     seconds = time.monotonic() - started
     return {"seconds": round(seconds, 2), "images_per_s": round(manifest.total / seconds, 1),
-            "peak_rss_mb": round(peak_rss_mb()), "manifest_total": manifest.total,
+            "peak_rss_mb": round(resident_mb("VmHWM")), "manifest_total": manifest.total,
             "beam_args": beam_pipeline_args(config)}
 
 

@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.memory import resident_mb
 from core import services
 from core.config import Config, apply
 from core.storage import CONNECTION_STRING_ENV, Storage, emulator_connection_string
@@ -37,13 +38,6 @@ from tests.fixtures import free_port
 CONTAINER_URI = "azfs://devstoreaccount1/scale"
 DEFAULT_CASES = ("10x100", "10x400", "10x1600", "365x40")
 COMPONENTS = ("StatisticsGen", "Trainer", "Evaluator")
-
-
-def resident_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("/proc/self/status has no memory lines (this measures on Linux only)")
 
 
 class ResidentSampler:
