@@ -68,7 +68,7 @@ def listing_tasks(input_uri: str, tfds_data_dir: str) -> list[ListingTask]:
     """One task per record shard of the requested splits; IngestError where the dataset is not prepared."""
     _, splits = parse_input(input_uri)
     data_dir = data_dir_root(tfds_data_dir)
-    builder = _builder(data_dir)
+    builder = _open_builder(data_dir)
     if not builder.is_prepared():
         raise IngestError(f"TFDS's {DATASET} is not prepared in {data_dir}: download and prepare it once with "
                           f"`{prepare_command(data_dir)}` (see README, 'The real Places365 from TensorFlow "
@@ -84,13 +84,12 @@ def listing_tasks(input_uri: str, tfds_data_dir: str) -> list[ListingTask]:
 
 def read_shard(task: ListingTask) -> typing.Iterator[ListedFile]:
     """Every record of one shard as a listed file that carries its encoded image, streamed."""
-    builder = _builder(task.tfds_data_dir)
     adapter, parser = _reader(task.tfds_data_dir)
     for record in adapter.make_tf_data(task.uri).as_numpy_iterator():
         example = parser.parse_example(record)
         filename = _text(example["filename"])
         image = bytes(example["image"])
-        source = f"{TFDS_PREFIX}{builder.name}/{filename}"
+        source = f"{TFDS_PREFIX}{DATASET}/{filename}"
         yield ListedFile(source, filename, len(image), task.categories[int(example["label"])], split=task.split,
                          image=image)
 
@@ -105,9 +104,9 @@ def places365_keys(label_names: list[str], where: str) -> tuple[str, ...]:
                           "Prepare it again with the tensorflow-datasets version in requirements.txt") from None
 
 
-@functools.lru_cache(maxsize=None)
-def _builder(data_dir: str):
-    # Reads dataset_info.json and features.json from data_dir where the dataset is prepared; downloads nothing.
+def _open_builder(data_dir: str):
+    # Reads dataset_info.json from data_dir where the dataset is prepared; downloads nothing. Opened afresh on
+    # the driver each time, since a dataset prepared since the last look has splits the last builder lacks.
     import tensorflow_datasets as tfds
 
     return tfds.builder(DATASET, data_dir=data_dir)
@@ -115,10 +114,11 @@ def _builder(data_dir: str):
 
 @functools.lru_cache(maxsize=None)
 def _reader(data_dir: str):
-    """The file adapter of the format the dataset was prepared in, and a parser for its records (NumPy only)."""
+    """The file adapter of the format the dataset was prepared in, and a parser for its records (NumPy only):
+    once per worker process."""
     from tensorflow_datasets.core import example_parser, file_adapters
 
-    info = _builder(data_dir).info
+    info = _open_builder(data_dir).info
     return (file_adapters.ADAPTER_FOR_FORMAT[info.file_format],
             example_parser.ExampleParserNp(info.features.get_serialized_info()))
 
