@@ -55,8 +55,8 @@ class ListingTask(typing.NamedTuple):
     category: str | None = None
     rejection: str | None = None
     # places365-lists layout: the folder the list's paths are relative to, and the class of each official
-    # index (from the input's categories file; None where that line names no Places365 category).
-    # tfds layout (index: TFDS's label number, whose names the driver checked against Places365's).
+    # index (from the input's categories file; None where that line names no Places365 category). tfds
+    # layout: the class of each TFDS label number (the driver checked every label name against Places365's).
     image_folder: str = ""
     categories: tuple[str | None, ...] = ()
     # tfds layout: our split of every record in the shard, and the data dir that holds the dataset's info.
