@@ -25,7 +25,9 @@ FOLDERS = "folders"
 PLACES365_LISTS = "places365-lists"
 PLACES365_SMALL = "places365-small"
 TFDS = "tfds"
-LAYOUTS = (FOLDERS, PLACES365_LISTS, PLACES365_SMALL, TFDS)
+# The layouts of image files in a folder or under a blob prefix (the ones sample_data can write).
+FILE_LAYOUTS = (FOLDERS, PLACES365_LISTS, PLACES365_SMALL)
+LAYOUTS = (*FILE_LAYOUTS, TFDS)
 # An input that names a TensorFlow Datasets dataset rather than a folder.
 TFDS_PREFIX = "tfds:"
 
