@@ -200,24 +200,30 @@ def upload(ctx, source: Path, target: str, workers: int, mirror: bool) -> None:
 
 @main.command()
 @click.option("--input", "input_uri", default=None,
-              help="Images to ingest: azfs://account/container/prefix or a local folder "
-                   "[default: data.raw_images_uri].")
+              help="Images to ingest: azfs://account/container/prefix, a local folder, or "
+                   "tfds:places365_small[:train|:validation] (TensorFlow Datasets' prepared copy, in "
+                   "--tfds-data-dir) [default: data.raw_images_uri].")
 @click.option("--output", "output_uri", default=None,
               help="Where the TFRecords and manifest.json go [default: data.examples_uri].")
-@click.option("--layout", type=click.Choice(["auto", "folders", "places365-lists", "places365-small"]),
+@click.option("--layout", type=click.Choice(["auto", "folders", "places365-lists", "places365-small", "tfds"]),
               default="auto", show_default=True, help="How the input is organised; auto detects it.")
 @click.option("--classes", default=None, help="Classes to keep, as for sample-data [default: data.classes].")
+@click.option("--tfds-data-dir", default=None,
+              help="Local or mounted folder where TFDS prepared places365_small [default: data.tfds_data_dir; "
+                   "empty: TFDS's default].")
 @click.option("--runner", default=None, help=_RUNNER_HELP)
 @click.pass_context
-def ingest(ctx, input_uri, output_uri, layout, classes, runner) -> None:
-    """Turn images in blob storage into sharded GZIP TFRecords of tf.Example plus a manifest, with Beam.
+def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, runner) -> None:
+    """Turn images in blob storage (or TFDS's places365_small) into sharded GZIP TFRecords of tf.Example plus
+    a manifest, with Beam.
 
     Unreadable images are rejected and listed in the manifest; the output appears only when the job
     succeeded, and an unchanged input gives the same manifest content hash.
     """
     from ingestion.job import ingest as run_ingest
 
-    config = with_flags(config_of(ctx), {"data.classes": classes, "beam.runner": runner})
+    config = with_flags(config_of(ctx), {"data.classes": classes, "beam.runner": runner,
+                                         "data.tfds_data_dir": tfds_data_dir})
     input_uri = input_uri or config.uri(config.data.raw_images_uri)
     output_uri = output_uri or config.uri(config.data.examples_uri)
     if storage_module.is_blob_uri(input_uri) or storage_module.is_blob_uri(output_uri):
@@ -366,7 +372,8 @@ def demo(ctx, per_class: int | None, epochs: int | None, model: str | None) -> N
     step(f"upload to {raw_uri}")
     ctx.invoke(upload, source=sample_dir, target=raw_uri, workers=8, mirror=True)
     step(f"ingest into TFRecords at {config.uri(config.data.examples_uri)}")
-    ctx.invoke(ingest, input_uri=raw_uri, output_uri=None, layout=config.data.layout, classes=None, runner=None)
+    ctx.invoke(ingest, input_uri=raw_uri, output_uri=None, layout=config.data.layout, classes=None,
+               tfds_data_dir=None, runner=None)
     step(f"run the pipeline ({config.training.model}, {config.training.epochs} epochs)")
     result = run_pipeline(config, echo=click.echo)
     click.echo("\n" + terminal_summary(result.record))

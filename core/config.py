@@ -48,8 +48,12 @@ class DataConfig:
     # Where raw images and ingested TFRecords live; {container} is StorageConfig.container.
     raw_images_uri: str = f"azfs://{EMULATOR_ACCOUNT}/{{container}}/raw"
     examples_uri: str = f"azfs://{EMULATOR_ACCOUNT}/{{container}}/examples"
-    # folders | places365-lists | places365-small
+    # folders | places365-lists | places365-small: the layout `./places demo` writes its sample data in.
     layout: str = "folders"
+    # Where TensorFlow Datasets prepared places365_small, for `./places ingest --input tfds:places365_small`:
+    # a local or mounted folder at the same path on every Beam worker (TFDS does not read azfs://). Empty:
+    # TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets.
+    tfds_data_dir: str = ""
     # Percentage of images that land in the eval split, chosen by a hash of each source path.
     eval_percent: int = 20
     sample_images_per_class: int = 200

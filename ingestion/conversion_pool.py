@@ -57,10 +57,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _read_and_convert(uri: str, size: int | None) -> images.TrainingImage | images.RejectedImage:
-    """In a child: the training image, or the rejection as a value (any other error fails the job)."""
+def _read_and_convert(uri: str, size: int | None,
+                      data: bytes | None = None) -> images.TrainingImage | images.RejectedImage:
+    """In a child: the training image, or the rejection as a value (any other error fails the job). `data`: the
+    image's bytes where the caller has them already (read from a TFDS record); convert() checks their size."""
     try:
-        data = images.read_checked(_child_storage, uri, size, _child_config.ingest)
+        if data is None:
+            data = images.read_checked(_child_storage, uri, size, _child_config.ingest)
         return images.convert(data, _child_config.ingest)
     except images.RejectedImage as rejection:
         return rejection
@@ -92,9 +95,11 @@ class OrderedConversions:
         self._limit = _pool_processes * _IN_FLIGHT_PER_PROCESS
         self._pending: collections.deque[tuple[typing.Any, Future]] = collections.deque()
 
-    def submit(self, item: typing.Any, uri: str, size: int | None) -> typing.Iterator[tuple[typing.Any, object]]:
-        """Queue `item`'s image; yields (item, result) for earlier items that are done or must be waited for."""
-        self._pending.append((item, self._pool.submit(_read_and_convert, uri, size)))
+    def submit(self, item: typing.Any, uri: str, size: int | None,
+               data: bytes | None = None) -> typing.Iterator[tuple[typing.Any, object]]:
+        """Queue `item`'s image (read from `uri`, or `data` where given); yields (item, result) for earlier items
+        that are done or must be waited for."""
+        self._pending.append((item, self._pool.submit(_read_and_convert, uri, size, data)))
         while self._pending and (self._pending[0][1].done() or len(self._pending) > self._limit):
             yield self._take()
 

@@ -63,9 +63,11 @@ def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto"
     except ValueError as error:
         raise IngestError(f"data.classes: {error}") from None
     storage = Storage.from_config(config)
-    input_uri, output_uri = canonical(input_uri), canonical(output_uri)
+    # A tfds: input names a dataset, not a place: it stays as the user wrote it.
+    input_uri = input_uri if layouts.is_tfds_input(input_uri) else canonical(input_uri)
+    output_uri = canonical(output_uri)
     layout = layouts.detect_layout(storage, input_uri) if layout == "auto" else layout
-    tasks = layouts.listing_tasks(storage, input_uri, layout)
+    tasks = layouts.listing_tasks(storage, input_uri, layout, config.data.tfds_data_dir)
     storage.ensure_container(output_uri)
     with jobs.staged(storage, output_uri) as staging:
         with jobs.progress_bar(config, "ingest", staging.job_id, "image"):
@@ -154,7 +156,7 @@ class _ListImages(beam.DoFn):
                 tally.rejected.append((listed.source_uri, listed.rejection))
             elif listed.category in self._classes:
                 tally.found[listed.category] += 1
-                yield split_of(listed.relative_path, self._config.data.eval_percent), listed
+                yield listed.split or split_of(listed.relative_path, self._config.data.eval_percent), listed
             else:
                 tally.skipped[listed.category] += 1
         _REJECTED.inc(len(tally.rejected))
@@ -183,7 +185,7 @@ class _WriteExamples(beam.DoFn):
 
     def process(self, item: tuple[str, layouts.ListedFile]):
         _, listed = item
-        for done, converted in self._conversions.submit(item, listed.source_uri, listed.size):
+        for done, converted in self._conversions.submit(item, listed.source_uri, listed.size, listed.image):
             yield self._write_one(*done, converted)
 
     def finish_bundle(self):
@@ -265,12 +267,19 @@ def _example(image: images.TrainingImage, category: int, listed: layouts.ListedF
 def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[str, ...], staging_uri: str,
              job_id: str, output_uri: str) -> None:
     pipeline = beam.Pipeline(options=jobs.pipeline_options(config, jobs.job_name("ingest", job_id)))
-    listed = (pipeline
-              | "Listing tasks" >> beam.Create(tasks)
-              | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(_OUTCOMES, main="images"))
-    written = (listed.images
-               | "Spread over workers" >> beam.Reshuffle()
-               | "Convert and write" >> beam.ParDo(_WriteExamples(config, classes, staging_uri, job_id)))
+    task_list = pipeline | "Listing tasks" >> beam.Create(tasks)
+    # A tfds task lists images with their bytes: the tasks are spread instead, and each worker converts the
+    # images of its own shards, so that no image crosses a shuffle (the local runner holds one in memory).
+    carries_images = any(task.layout == layouts.TFDS for task in tasks)
+    if carries_images:
+        task_list = task_list | "Spread shards over workers" >> beam.Reshuffle()
+    listed = task_list | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(
+        _OUTCOMES, main="images")
+    images_to_write = listed.images
+    if not carries_images:
+        images_to_write = images_to_write | "Spread over workers" >> beam.Reshuffle()
+    written = images_to_write | "Convert and write" >> beam.ParDo(_WriteExamples(config, classes, staging_uri,
+                                                                                 job_id))
     _ = ((listed[_OUTCOMES], written)
          | "All outcomes" >> beam.Flatten()
          | "Sum" >> beam.CombineGlobally(jobs.MergeAll(Tally))
@@ -300,7 +309,9 @@ def _warnings(tally: Tally, config: Config, classes: tuple[str, ...], input_uri:
             warnings.append(f"class {key} has no images: expected {layouts.where_class_goes(layout, input_uri, key)}")
         elif not any(tally.accepted[key, split] for split in SPLITS):
             warnings.append(f"class {key}: all {tally.found[key]} images were rejected")
-    if config.data.eval_percent and not any(tally.accepted[key, data_schema.EVAL_SPLIT] for key in classes):
+    # The tfds layout takes its splits from TFDS, so data.eval_percent plays no part there.
+    eval_empty = not any(tally.accepted[key, data_schema.EVAL_SPLIT] for key in classes)
+    if layout != layouts.TFDS and config.data.eval_percent and eval_empty:
         warnings.append(f"the {data_schema.EVAL_SPLIT} split is empty: too few images for "
                         f"data.eval_percent={config.data.eval_percent}")
     return warnings

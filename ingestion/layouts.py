@@ -1,13 +1,15 @@
-"""Which images an input holds and which class each one is, for the three input layouts.
+"""Which images an input holds and which class each one is, for the four input layouts.
 
   folders          <input>/<class folder>/<image>, a class in any spelling ("Gas Station", "gas_station")
   places365-lists  <input>/categories_places365.txt with places365_train_standard.txt (paths under data_256/)
                    and/or places365_val.txt (names under val_256/), as in the official download
   places365-small  <input>/data_256/<letter>/<class key>/<image> (or data_large/), the class from the path
+  tfds             --input tfds:places365_small[:split]: TensorFlow Datasets' prepared record shards, read by
+                   ingestion/tfds_source.py (images and labels inside the records)
 
-Listing fans out: the driver finds the listing tasks (class folders, list files or letter folders: a few
-hundred at most) and Beam workers list the images of each task as a stream, so no list of every image is
-ever held in one place.
+Listing fans out: the driver finds the listing tasks (class folders, list files, letter folders or TFDS
+shard files: a few hundred at most) and Beam workers list the images of each task as a stream, so no list of
+every image is ever held in one place.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from ingestion.manifest import IngestError
 FOLDERS = "folders"
 PLACES365_LISTS = "places365-lists"
 PLACES365_SMALL = "places365-small"
-LAYOUTS = (FOLDERS, PLACES365_LISTS, PLACES365_SMALL)
+TFDS = "tfds"
+# The layouts of image files in a folder or under a blob prefix (the ones sample_data can write).
+FILE_LAYOUTS = (FOLDERS, PLACES365_LISTS, PLACES365_SMALL)
+LAYOUTS = (*FILE_LAYOUTS, TFDS)
+# An input that names a TensorFlow Datasets dataset rather than a folder.
+TFDS_PREFIX = "tfds:"
 
 CATEGORIES_FILE = "categories_places365.txt"
 # Each official list file and the folder its image paths are relative to.
@@ -34,6 +41,7 @@ EXPECTED_SHAPE = {
     FOLDERS: "<prefix>/<class>/<image>",
     PLACES365_LISTS: f"<prefix>/{CATEGORIES_FILE} with {' or '.join(IMAGE_LISTS)} and the images they list",
     PLACES365_SMALL: "<prefix>/data_256/<letter>/<class>/<image>",
+    TFDS: f"--input {TFDS_PREFIX}places365_small[:train|:validation] with data.tfds_data_dir",
 }
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
@@ -49,9 +57,13 @@ class ListingTask(typing.NamedTuple):
     category: str | None = None
     rejection: str | None = None
     # places365-lists layout: the folder the list's paths are relative to, and the class of each official
-    # index (from the input's categories file; None where that line names no Places365 category).
+    # index (from the input's categories file; None where that line names no Places365 category). tfds
+    # layout: the class of each TFDS label number (the driver checked every label name against Places365's).
     image_folder: str = ""
     categories: tuple[str | None, ...] = ()
+    # tfds layout: our split of every record in the shard, and the data dir that holds the dataset's info.
+    split: str = ""
+    tfds_data_dir: str = ""
 
 
 class ListedFile(typing.NamedTuple):
@@ -63,10 +75,21 @@ class ListedFile(typing.NamedTuple):
     # The Places365 class key, or None with the reason the file cannot be used.
     category: str | None
     rejection: str | None = None
+    # Where the input decides the split (tfds), rather than a hash of relative_path.
+    split: str | None = None
+    # The encoded image, where the listing read it with its label (tfds); None: read source_uri.
+    image: bytes | None = None
+
+
+def is_tfds_input(input_uri: str) -> bool:
+    return input_uri.startswith(TFDS_PREFIX)
 
 
 def detect_layout(storage: Storage, input_uri: str) -> str:
-    """places365-lists where list files are present, places365-small for a data_256/ tree, else folders."""
+    """tfds for a tfds: input, places365-lists where list files are present, places365-small for a data_256/
+    tree, else folders."""
+    if is_tfds_input(input_uri):
+        return TFDS
     if any(storage.exists(join(input_uri, name)) for name in (CATEGORIES_FILE, *IMAGE_LISTS)):
         return PLACES365_LISTS
     if _small_image_root(storage, input_uri):
@@ -74,10 +97,17 @@ def detect_layout(storage: Storage, input_uri: str) -> str:
     return FOLDERS
 
 
-def listing_tasks(storage: Storage, input_uri: str, layout: str) -> list[ListingTask]:
+def listing_tasks(storage: Storage, input_uri: str, layout: str, tfds_data_dir: str = "") -> list[ListingTask]:
     """The listing tasks of `input_uri`; IngestError where the input holds nothing of `layout`."""
     if layout not in LAYOUTS:
         raise IngestError(f"unknown layout '{layout}': use auto or one of {', '.join(LAYOUTS)}")
+    if (layout == TFDS) != is_tfds_input(input_uri):
+        raise IngestError(f"--input {input_uri} does not go with layout {layout}: the tfds layout reads "
+                          f"{EXPECTED_SHAPE[TFDS].removeprefix('--input ')}, and only it reads {TFDS_PREFIX} inputs")
+    if layout == TFDS:
+        from ingestion import tfds_source
+
+        return tfds_source.listing_tasks(input_uri, tfds_data_dir)
     storage.check_container(input_uri)
     if layout == PLACES365_LISTS:
         tasks = _list_file_tasks(storage, input_uri)
@@ -97,13 +127,21 @@ def where_class_goes(layout: str, input_uri: str, category: str) -> str:
     """Where the images of class `category` would be, for a warning that it has none."""
     if layout == FOLDERS:
         return f"a folder {join(input_uri, folder_name(category))}"
+    if layout == TFDS:
+        return f"examples labelled {category} in {input_uri}"
     if layout == PLACES365_SMALL:
         return f"a folder {join(input_uri, SMALL_IMAGE_ROOTS[0], category[0], category)}"
     return f"lines for class {category} in {' or '.join(IMAGE_LISTS)} under {input_uri}"
 
 
 def list_images(storage: Storage, task: ListingTask) -> typing.Iterator[ListedFile]:
-    """Every file of one task with its class or the reason it cannot be used, streamed."""
+    """Every file (tfds: record) of one task with its class or the reason it cannot be used, streamed."""
+    if task.layout == TFDS:
+        # Imported here: TensorFlow Datasets takes seconds to import, and only this layout needs it.
+        from ingestion import tfds_source
+
+        yield from tfds_source.read_shard(task)
+        return
     if task.layout == PLACES365_LISTS:
         yield from _read_list_file(storage, task)
         return

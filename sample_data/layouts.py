@@ -38,7 +38,7 @@ from data_schema import CATEGORIES_FILE, folder_name, places365_categories
 
 # The layout names only: the file names below are spelled out from Places365's own, so the tests check the
 # reader in ingestion/layouts.py against an independent writer.
-from ingestion.layouts import FOLDERS, LAYOUTS, PLACES365_LISTS
+from ingestion.layouts import FILE_LAYOUTS, FOLDERS, PLACES365_LISTS
 from sample_data.rendering import image_spec, render
 
 # A val image every VAL_EVERY images of a class, starting with image number VAL_OFFSET + 1, so any
@@ -142,8 +142,8 @@ def _usable_cores() -> int:
 def generate(out_dir: Path, classes: tuple[str, ...], per_class: int, layout: str, seed: int) -> int:
     """Write per_class images for each class key in `classes` under out_dir in `layout`; return how many
     images were written. See the module docstring for the layouts."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout '{layout}': use one of {', '.join(LAYOUTS)}")
+    if layout not in FILE_LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}': use one of {', '.join(FILE_LAYOUTS)}")
     if per_class < 1:
         raise ValueError(f"per_class is {per_class}: give at least 1 image per class")
     if seed < 0:
