@@ -15,7 +15,6 @@ from core.errors import UserError
 from data_schema import TUTORIAL_CLASSES
 from pipeline.tracking import RunNotFound, Tracking
 from registry import CHAMPION_ALIAS, ModelNotFound, Registry, parse_reference
-from tests.champion import register_champion
 
 # MlflowClient's methods (and mlflow's functions) that push models to the registry or find them there.
 REGISTRY_API = {
@@ -78,6 +77,9 @@ def test_anything_else_is_a_user_error_that_shows_how_to_write_one(reference):
 
 @pytest.fixture(scope="module")
 def champion(mlflow_server: Config, tmp_path_factory) -> Config:
+    # Imported here: it imports Keras and the Pusher, which the fast tier's tests of this module do not need.
+    from tests.champion import register_champion
+
     return register_champion(mlflow_server, tmp_path_factory.mktemp("champion"), "registry-tests")
 
 
