@@ -280,20 +280,27 @@ _MODEL_HELP = "Registered model to use: NAME@ALIAS or NAME/VERSION [default: mlf
 
 @main.command()
 @click.option("--model", "reference", default=None, help=_MODEL_HELP)
-@click.option("--port", type=int, default=None, help="Port to listen on, at 127.0.0.1 [default: serving.port].")
+@click.option("--host", default=None,
+              help="Address to listen on [default: serving.host, 127.0.0.1]; any other than loopback needs an API "
+                   "key in the environment variable named by serving.api_key_env (PLACES_API_KEY).")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: serving.port].")
 @click.pass_context
-def serve(ctx, reference: str | None, port: int | None) -> None:
+def serve(ctx, reference: str | None, host: str | None, port: int | None) -> None:
     """Answer HTTP requests with the champion model's predictions, at 127.0.0.1, until Ctrl-C.
 
-    POST /invocations takes the tutorial's {"inputs": [...]} (pixels [N, 128, 128, 3] in [0, 1]) or
-    {"images": ["<base64 JPEG/PNG>", ...]}, and answers {"predictions": [[probabilities]]}; GET /ping names the model.
+    POST /invocations takes the tutorial's {"inputs": [...]} (pixels [N, 128, 128, 3] in [0, 1]; "instances" is
+    taken as the same) or {"images": ["<base64 JPEG/PNG>", ...]}, and answers {"predictions": [[probabilities]]};
+    GET /ping names the model; GET /metrics is for Prometheus. With an API key set (serving.api_key_env), every
+    route but /ping needs "Authorization: Bearer <key>"; with serving.tls_cert_file and tls_key_file, HTTPS.
     """
     from serving import model as serving_model
+    from serving.server import api_key
     from serving.server import serve as serve_forever
 
-    config = with_flags(config_of(ctx), {"serving.port": port})
+    config = with_flags(config_of(ctx), {"serving.host": host, "serving.port": port})
+    key = api_key(config.serving)  # before the services start and the model loads: a refusal comes at once
     _ensure_services(config)
-    serve_forever(serving_model.load(config, reference), config.serving, click.echo)
+    serve_forever(serving_model.load(config, reference), config.serving, key, click.echo)
 
 
 @main.command()
@@ -398,7 +405,9 @@ def _demo_requests(config: Config, sample_dir: Path) -> None:
 
     image = next(path for path in sorted(sample_dir.rglob("*.jpg")))
     model = serving_model.load(config)
-    with running(model, config.serving) as server:
+    # On loopback over plain HTTP without a key, whatever serve is configured with: the demo's own client asks it.
+    with running(model, with_flags(config, {"serving.host": "127.0.0.1", "serving.tls_cert_file": "",
+                                            "serving.tls_key_file": ""}).serving) as server:
         click.echo(f"serving {model.reference} at {server.url}; image: {image}")
         tutorial_answer, image_answer = demo_requests(server.url, image)
     probabilities = tutorial_answer["predictions"][0]

@@ -190,8 +190,16 @@ class PipelineConfig:
 @dataclass(frozen=True)
 class ServingConfig:
     """[serving]: `./places serve`, `./places predict` and `./places batch-predict`."""
-    # `./places serve` listens on 127.0.0.1 at this port.
+    # `./places serve` listens at this address and port. Any address but loopback needs an API key (below); to
+    # reach the server from elsewhere without one, put a reverse proxy in front of it (README, "Serving").
+    host: str = "127.0.0.1"
     port: int = 8080
+    # The environment variable that holds the API key clients send as `Authorization: Bearer <key>` (the key
+    # itself is a secret and never lives here). Once it is set, every route but /ping needs it, on any address.
+    api_key_env: str = "PLACES_API_KEY"
+    # A PEM certificate (chain) and its private key: both set, the server speaks HTTPS only.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # Larger request bodies are refused (413) before they are read. One tutorial-format image is about 1 MB of
     # JSON, so this admits about 15 per request; parsing takes a few times the body's size in memory.
     max_request_bytes: int = 16 * 1024 * 1024

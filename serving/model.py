@@ -54,9 +54,10 @@ class SceneModel:
         """NAME/VERSION, the registry's name for exactly this model."""
         return f"{self.name}/{self.version}"
 
-    def predict_pixels(self, pixels) -> np.ndarray:
-        """float32 [N, classes] for pixels [N, 128, 128, 3] in [0, 1] (nested lists or an array)."""
-        checked = inputs.pixels(pixels)
+    def predict_pixels(self, pixels, name: str = "inputs") -> np.ndarray:
+        """float32 [N, classes] for pixels [N, 128, 128, 3] in [0, 1] (nested lists or an array); InvalidInput
+        calls them `name`."""
+        checked = inputs.pixels(pixels, name)
         return self._predict_pixels(pixels=tf.constant(checked))["probabilities"].numpy()
 
     def predict_images(self, images: typing.Sequence[bytes], names: typing.Sequence[str] | None = None) -> np.ndarray:

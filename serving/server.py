@@ -1,13 +1,19 @@
-"""`./places serve`: a registered model behind the tutorial's endpoint, on 127.0.0.1.
+"""`./places serve`: a registered model behind the tutorial's endpoint, on serving.host (127.0.0.1).
 
-    GET  /ping          200 {"status": "ok", "model": NAME, "version": VERSION}
+    GET  /ping          200 {"status": "ok", "model": NAME, "version": VERSION}; never needs the API key
+    GET  /metrics       Prometheus text: requests by route and status, latency, the model's version, images predicted
     POST /invocations   {"inputs": [[[[r, g, b], ...]]]}           pixels [N, 128, 128, 3] in [0, 1] (the tutorial)
+                        {"instances": [...]}                       the same pixels under MLflow's and TF Serving's name
                         {"images": ["<base64 JPEG or PNG>", ...]}  encoded images of any size
                         optional "params": {"class_names": true, "top_k": 3}   (MLflow's key for parameters)
                   200   {"predictions": [[10 probabilities], ...]}, plus "class_names" (the class keys in
                         column order) and "top_classes" ([[{"class", "display_name", "probability"}, ...], ...])
                         where the params ask for them
     anything wrong      4xx {"error": "<what was wrong and what to send>"}; the server goes on serving
+
+Access: with an API key in the environment variable serving.api_key_env, every route but /ping needs
+`Authorization: Bearer <key>` (401 without it, 403 with another key); an address other than loopback is refused
+without a key. With serving.tls_cert_file and tls_key_file, HTTPS only.
 
 Why this server: standard-library http.server with orjson came closest to the in-process floor (decoding the body
 and calling the SavedModel in the caller's process) in a one-off comparison with uvicorn, and needs nothing
@@ -24,9 +30,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hmac
+import ipaddress
 import logging
+import os
 import re
 import signal
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -34,48 +45,144 @@ import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
+import prometheus_client
 
 from core.config import ServingConfig
 from core.errors import UserError
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
-HOST = "127.0.0.1"
 _LOG = logging.getLogger(__name__)
 # Python's json.dumps writes float("nan") and float("inf") as these bare words, which JSON does not have.
 _NON_FINITE = re.compile(rb"(?<![\w\"])(NaN|-?Infinity)(?![\w\"])")
-_FIELDS = ("inputs", "images", "params")
+# The tutorial's name for the pixels, and MLflow's and TF Serving's for the same tensor.
+_PIXEL_FIELDS = ("inputs", "instances")
+_INPUT_FIELDS = (*_PIXEL_FIELDS, "images")
+_FIELDS = (*_INPUT_FIELDS, "params")
 _PARAMS = ("class_names", "top_k")
+# The method each route answers; the metrics count every other path as "other", so a scan of random paths adds
+# no label values.
+_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST"}
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CHUNKED = -1  # _body_length's answer for a chunked body
 
 
 class ScoringServer(ThreadingHTTPServer):
-    """The HTTP server; `serve_forever()` answers until `shutdown()` (or Ctrl-C in the thread running it)."""
+    """The HTTP server; `serve_forever()` answers until `shutdown()` (or Ctrl-C in the thread running it).
+
+    `api_key` (see api_key()) is required on every route but /ping where given, and on any host but loopback.
+    """
 
     daemon_threads = True  # a client holding its connection open never keeps the process from exiting
 
-    def __init__(self, model: SceneModel, config: ServingConfig, port: int):
+    def __init__(self, model: SceneModel, config: ServingConfig, port: int, api_key: str | None = None):
+        _refuse_open_exposure(config, api_key)
         self.model = model
         self.config = config
+        self.api_key = None if api_key is None else api_key.encode()
+        self.metrics = _Metrics(model)
+        self.tls = _tls_context(config)
+        if ":" in config.host:
+            self.address_family = socket.AF_INET6
         try:
-            super().__init__((HOST, port), _Handler)
+            super().__init__((config.host, port), _Handler)
         except OSError as error:
-            raise UserError(f"cannot listen on {HOST}:{port} ({error.strerror}): stop the program using the port, "
-                            "or choose another with --port or serving.port") from None
+            raise UserError(f"cannot listen on {config.host}:{port} ({error.strerror}): stop the program using the "
+                            "port, or choose another with --port or serving.port (or the address with --host or "
+                            "serving.host)") from None
+        if self.tls is not None:
+            # The TLS handshake happens in each connection's own thread (_Handler.setup), so a slow or plain-HTTP
+            # client never holds up accepting the next one.
+            self.socket = self.tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}"
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.server_address[1]}"
 
     def handle_error(self, request, client_address) -> None:
         error = sys.exc_info()[1]
         if isinstance(error, ConnectionError):  # the client went away mid-request
-            _LOG.warning("connection from %s:%s ended early: %s", *client_address, error)
+            _LOG.warning("connection from %s:%s ended early: %s", *client_address[:2], error)
+        elif isinstance(error, ssl.SSLError):  # e.g. plain HTTP to the HTTPS port, or a certificate it refused
+            _LOG.warning("TLS with %s:%s failed: %s", *client_address[:2], error.reason or error)
         else:
-            _LOG.exception("connection from %s:%s failed", *client_address)
+            _LOG.exception("connection from %s:%s failed", *client_address[:2])
 
 
-def answer(model: SceneModel, body: bytes) -> bytes:
-    """The JSON answer to a POST /invocations `body`; InvalidInput says what is wrong with it."""
+def api_key(config: ServingConfig, environ: typing.Mapping[str, str] = os.environ) -> str | None:
+    """The API key in the environment variable serving.api_key_env, or None where it is unset or empty;
+    UserError where serving.host is not loopback and there is none."""
+    key = environ.get(config.api_key_env) or None
+    _refuse_open_exposure(config, key)
+    return key
+
+
+def _refuse_open_exposure(config: ServingConfig, key: str | None) -> None:
+    if key is None and not _is_loopback(config.host):
+        raise UserError(f"serving.host is {config.host!r}, which other machines can reach, and no API key is set: "
+                        f"set the environment variable {config.api_key_env} (serving.api_key_env) to a secret that "
+                        "clients send as 'Authorization: Bearer <key>', or serve on 127.0.0.1 behind a reverse "
+                        "proxy (README, Serving)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name, or "" (every address)
+        return False
+
+
+def _tls_context(config: ServingConfig) -> ssl.SSLContext | None:
+    if not config.tls_cert_file and not config.tls_key_file:
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise UserError("HTTPS needs both serving.tls_cert_file and serving.tls_key_file: set the one missing "
+                        "(the certificate chain and its private key, PEM), or neither for plain HTTP")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    except ssl.SSLError as error:
+        raise UserError(f"serving.tls_cert_file {config.tls_cert_file} and serving.tls_key_file "
+                        f"{config.tls_key_file} are not a PEM certificate and its private key ({error.reason}): "
+                        "give the certificate chain and the key it was issued for") from None
+    except OSError as error:
+        raise UserError(f"cannot read serving.tls_cert_file {config.tls_cert_file} or serving.tls_key_file "
+                        f"{config.tls_key_file} ({error.strerror}): set both to readable PEM files") from None
+    return context
+
+
+class _Metrics:
+    """The server's Prometheus metrics, in a registry of its own (two servers in one process count apart)."""
+
+    def __init__(self, model: SceneModel):
+        self.registry = prometheus_client.CollectorRegistry()
+        self.requests = prometheus_client.Counter(
+            "places_serving_requests", "HTTP requests answered, by route and status.", ["route", "status"],
+            registry=self.registry)
+        self.latency = prometheus_client.Histogram(
+            "places_serving_request_duration_seconds", "From the request's headers to its answer, by route.",
+            ["route"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.images = prometheus_client.Counter(
+            "places_serving_images_predicted", "Images answered with probabilities.", registry=self.registry)
+        prometheus_client.Gauge("places_serving_model_info", "The registered model being served (always 1).",
+                                ["name", "version"], registry=self.registry).labels(model.name, model.version).set(1)
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        route = path if path in _ROUTES else "other"
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def text(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+
+def answer(model: SceneModel, body: bytes) -> tuple[bytes, int]:
+    """The JSON answer to a POST /invocations `body`, and how many images it predicted; InvalidInput says what is
+    wrong with the body."""
     request = _parse_json(body)
     if not isinstance(request, dict):
         raise InvalidInput(f"the body is a JSON {type(request).__name__}, not an object: send "
@@ -83,13 +190,16 @@ def answer(model: SceneModel, body: bytes) -> bytes:
     unknown = sorted(set(request) - set(_FIELDS))
     if unknown:
         raise InvalidInput(f"unknown field {', '.join(map(repr, unknown))}: send 'inputs' (pixels, the tutorial's "
-                           "format) or 'images' (base64 JPEG/PNG), and optionally 'params'")
-    if ("inputs" in request) == ("images" in request):
-        raise InvalidInput("send exactly one of 'inputs' (pixels [N, 128, 128, 3] in [0, 1], the tutorial's format) "
-                           "and 'images' (a list of base64 JPEG or PNG images)")
+                           "format; 'instances' is taken as the same) or 'images' (base64 JPEG/PNG), and optionally "
+                           "'params'")
+    given = [name for name in _INPUT_FIELDS if name in request]
+    if len(given) != 1:
+        raise InvalidInput("send exactly one of 'inputs' (pixels [N, 128, 128, 3] in [0, 1], the tutorial's format), "
+                           "'instances' (the same pixels, as MLflow and TF Serving name them) and 'images' (a list "
+                           f"of base64 JPEG or PNG images){'; this body has ' + ' and '.join(given) if given else ''}")
     class_names, top_k = _params(request.get("params", {}), len(model.class_names))
-    if "inputs" in request:
-        probabilities = model.predict_pixels(request["inputs"])
+    if given[0] in _PIXEL_FIELDS:
+        probabilities = model.predict_pixels(request[given[0]], given[0])
     else:
         probabilities = model.predict_images(_decoded_images(request["images"]))
     result: dict[str, typing.Any] = {"predictions": probabilities}
@@ -98,7 +208,7 @@ def answer(model: SceneModel, body: bytes) -> bytes:
     if top_k:
         result["top_classes"] = [[{"class": top.key, "display_name": top.display_name, "probability": top.probability}
                                   for top in row] for row in model.top_classes(probabilities, top_k)]
-    return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), len(probabilities)
 
 
 def _parse_json(body: bytes):
@@ -152,42 +262,120 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60  # seconds a connection may sit idle, or a body take to arrive, before it is closed
 
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()  # under the connection's timeout, set by super().setup()
+
     def do_GET(self) -> None:
         self._started = time.perf_counter()
         if self.path == "/ping":
             model = self.server.model
             self._send(200, orjson.dumps({"status": "ok", "model": model.name, "version": model.version}))
+        elif not self._authorized():
+            return
+        elif self.path == "/metrics":
+            self._send(200, self.server.metrics.text(), content_type=prometheus_client.CONTENT_TYPE_LATEST)
+        elif self.path in _ROUTES:
+            self._send_wrong_method()
         else:
-            self._send_error(404, f"there is no GET {self.path}: use GET /ping or POST /invocations")
+            self._send_error(404, f"there is no GET {self.path}: use GET /ping, GET /metrics or POST /invocations")
 
     def do_POST(self) -> None:
         self._started = time.perf_counter()
+        if not self._authorized(drain=True):
+            return
         if self.path != "/invocations":
-            self._send_error(404, f"there is no POST {self.path}: use POST /invocations", close=True)
+            if self.path in _ROUTES:
+                self._send_wrong_method(close=True)
+            else:
+                self._send_error(404, f"there is no POST {self.path}: use POST /invocations", close=True)
             return
-        length = self._content_length()
-        if length is None:
-            return
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self._send_error(400, f"the body ended after {len(body)} of the {length} bytes Content-Length announced",
-                             close=True)
+        body = self._body()
+        if body is None:
             return
         try:
-            self._send(200, answer(self.server.model, body))
+            result, images = answer(self.server.model, body)
         except INPUT_ERRORS as error:
             self._send_error(400, str(error))
+            return
         except Exception as error:  # a bug or a model failure: this request fails, the server goes on
             _LOG.exception("POST /invocations failed")
             self._send_error(500, f"the model failed on this request ({type(error).__name__}); the server log has "
                                   "the details")
+            return
+        self.server.metrics.images.inc(images)
+        self._send(200, result)
 
-    def _content_length(self) -> int | None:
-        """The announced body size, or None once the request has been answered with why it is refused."""
+    def _authorized(self, drain: bool = False) -> bool:
+        """Whether the request may go on; where not, it has been answered 401 or 403. With `drain`, a body of
+        announced, allowed size is read first: a client still sending it when the connection closed would see the
+        connection reset (over TLS, always) instead of the answer."""
+        key = self.server.api_key
+        if key is None:
+            return True
+        header = self.headers.get("Authorization")
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            said = "has no Authorization header" if header is None else "has an Authorization header without a key"
+            status, message = 401, (f"the request {said}: this server needs 'Authorization: Bearer <key>', with the "
+                                    "API key its operator gave you")
+        # The header's text is its bytes read as Latin-1 (http.client), so this gives back the bytes sent.
+        elif not hmac.compare_digest(token.strip().encode("latin-1", "replace"), key):
+            status, message = 403, ("the API key in the Authorization header is not this server's: send the key its "
+                                    "operator gave you")
+        else:
+            return True
+        self._send_error(status, message, close=not (drain and self._drained()),
+                         headers={"WWW-Authenticate": 'Bearer realm="places"'} if status == 401 else None)
+        return False
+
+    def _drained(self) -> bool:
+        """Whether the body, announced by a Content-Length within serving.max_request_bytes, was read and dropped."""
         header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") is not None or header is None or not header.isdigit():
+            return False
+        length = int(header)
+        return length <= self.server.config.max_request_bytes and len(self.rfile.read(length)) == length
+
+    def _send_wrong_method(self, close: bool = False) -> None:
+        allowed = _ROUTES[self.path]
+        self._send_error(405, f"{self.path} answers {allowed} only, not {self.command}", close=close,
+                         headers={"Allow": allowed})
+
+    def _body(self) -> bytes | None:
+        """The request's body, or None once the request has been answered with why it is refused."""
+        length = self._body_length()
+        if length is None:
+            return None
+        if length == _CHUNKED:
+            return self._chunked_body()
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self._send_error(400, f"the body ended after {len(body)} of the {length} bytes Content-Length announced",
+                             close=True)
+            return None
+        return body
+
+    def _body_length(self) -> int | None:
+        """The announced body size (_CHUNKED for a chunked body), or None once the request has been answered with
+        why it is refused."""
+        header = self.headers.get("Content-Length")
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
+                self._send_error(501, f"Transfer-Encoding '{coding}' is not understood here: send the body as it is "
+                                      "with Content-Length, or chunked", close=True)
+                return None
+            if header is not None:
+                # Two lengths that proxies may read differently: the way requests are smuggled past them.
+                self._send_error(400, "the request has both Content-Length and Transfer-Encoding: chunked: send "
+                                      "one of them", close=True)
+                return None
+            return _CHUNKED
         if header is None:
-            self._send_error(411, "the request has no Content-Length header: send the JSON body with its length "
-                                  "(not chunked)", close=True)
+            self._send_error(411, "the request has no Content-Length header: send the JSON body with its length, or "
+                                  "chunked", close=True)
             return None
         try:
             length = int(header)
@@ -196,38 +384,75 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send_error(400, f"Content-Length '{header}' is not a byte count", close=True)
             return None
-        limit = self.server.config.max_request_bytes
-        if length > limit:
+        if length > self.server.config.max_request_bytes:
             # Refused unread: the connection closes rather than drain a body this large.
-            self._send_error(413, f"the body is {length} bytes, more than serving.max_request_bytes ({limit}): "
-                                  "send fewer images per request", close=True)
+            self._send_too_large(f"the body is {length} bytes")
             return None
         return length
 
+    def _chunked_body(self) -> bytes | None:
+        """A chunked body (RFC 9112, section 7.1), read up to serving.max_request_bytes; trailers are skipped."""
+        chunks, size = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            chunk_size = _CHUNK_SIZE.match(line)
+            if not line.endswith(b"\n") or chunk_size is None:
+                self._send_error(400, "the chunked body is cut short or garbled: each chunk starts with its size in "
+                                      "hexadecimal on a line of its own, and a chunk of size 0 ends the body",
+                                 close=True)
+                return None
+            length = int(chunk_size.group(), 16)
+            if length == 0:
+                break
+            size += length
+            if size > self.server.config.max_request_bytes:
+                self._send_too_large(f"the chunked body is over {size - length} bytes")
+                return None
+            chunk = self.rfile.read(length)
+            if len(chunk) < length or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self._send_error(400, "the chunked body ended inside a chunk: send each chunk's full size", close=True)
+                return None
+            chunks.append(chunk)
+        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+            pass
+        return b"".join(chunks)
+
+    def _send_too_large(self, what: str) -> None:
+        self._send_error(413, f"{what}, more than serving.max_request_bytes ({self.server.config.max_request_bytes}): "
+                              "send fewer images per request", close=True)
+
     def handle_expect_100(self) -> bool:
-        # curl asks before sending a body over 1 MB; an oversized one is refused before it is sent.
-        return self._content_length() is not None and super().handle_expect_100()
+        # curl asks before sending a body over 1 MB: a request without the key, or an oversized one, is refused
+        # before the body is sent.
+        self._started = time.perf_counter()
+        return self._authorized() and self._body_length() is not None and super().handle_expect_100()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own refusals (a garbled request line, an unsupported method), in JSON like ours.
         self._started = getattr(self, "_started", time.perf_counter())
         self._send_error(code, message or explain or "bad request", close=True)
 
-    def _send_error(self, status: int, message: str, close: bool = False) -> None:
-        self._send(status, orjson.dumps({"error": message}), close)
+    def _send_error(self, status: int, message: str, close: bool = False, headers: dict[str, str] | None = None
+                    ) -> None:
+        self._send(status, orjson.dumps({"error": message}), close, headers=headers)
 
-    def _send(self, status: int, body: bytes, close: bool = False) -> None:
+    def _send(self, status: int, body: bytes, close: bool = False, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        # Logged before the body goes out, so the line is there by the time the client has its answer. A request
-        # line too garbled to parse leaves no command or path.
-        _LOG.info("%s %s %d %.1f ms", getattr(self, "command", None) or "-", getattr(self, "path", "-"), status,
-                  (time.perf_counter() - self._started) * 1e3)
+        # Logged and counted before the body goes out, so both are there by the time the client has its answer. A
+        # request line too garbled to parse leaves no command or path.
+        seconds = time.perf_counter() - self._started
+        path = getattr(self, "path", "-")
+        _LOG.info("%s %s %d %.1f ms", getattr(self, "command", None) or "-", path, status, seconds * 1e3)
+        self.server.metrics.observe(path, status, seconds)
         self.wfile.write(body)
 
     def log_request(self, code="-", size="-") -> None:
@@ -238,9 +463,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def running(model: SceneModel, config: ServingConfig, port: int = 0) -> typing.Iterator[ScoringServer]:
+def running(model: SceneModel, config: ServingConfig, port: int = 0,
+            api_key: str | None = None) -> typing.Iterator[ScoringServer]:
     """The server answering from a background thread while the block runs (port 0: a free port; see .url)."""
-    server = ScoringServer(model, config, port)
+    server = ScoringServer(model, config, port, api_key)
     thread = threading.Thread(target=server.serve_forever, name="scoring-server", daemon=True)
     thread.start()
     try:
@@ -251,11 +477,13 @@ def running(model: SceneModel, config: ServingConfig, port: int = 0) -> typing.I
         thread.join()
 
 
-def serve(model: SceneModel, config: ServingConfig, echo: typing.Callable[[str], None]) -> None:
-    """Answer at serving.port, in this thread, until Ctrl-C."""
+def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typing.Callable[[str], None]) -> None:
+    """Answer at serving.host and serving.port, in this thread, until Ctrl-C; `key` from api_key()."""
     _LOG.setLevel(logging.INFO)
-    server = ScoringServer(model, config, config.port)
-    echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping); Ctrl-C stops")
+    server = ScoringServer(model, config, config.port, key)
+    access = f"the API key in ${config.api_key_env} needed" if key else "no API key"
+    echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics; {access}); "
+         "Ctrl-C stops")
     _stop_on(signal.SIGINT, signal.SIGTERM)
     try:
         server.serve_forever()

@@ -82,6 +82,15 @@ def test_a_client_written_for_the_tutorial_gets_ten_probabilities(url):
     assert predictions.sum() == pytest.approx(1, abs=1e-5) and (predictions >= 0).all()
 
 
+def test_mlflow_and_tf_serving_clients_send_the_pixels_as_instances(url):
+    pixels = np.random.default_rng(12).random((2, 128, 128, 3)).tolist()
+
+    by_inputs = requests.post(url + "/invocations", json={"inputs": pixels}).json()
+    by_instances = requests.post(url + "/invocations", json={"instances": pixels}).json()
+
+    assert by_instances == by_inputs and np.array(by_instances["predictions"]).shape == (2, 10)
+
+
 def test_ping_names_the_model_and_its_version(url):
     response = requests.get(url + "/ping")
     assert response.status_code == 200
@@ -145,7 +154,12 @@ BAD_REQUESTS = {
                                 "inputs holds NaN or infinite values (at [0, 5, 6, 1])"),
     "not an object": ([1, 2, 3], 400, "the body is a JSON list, not an object"),
     "missing inputs": ({"params": {"top_k": 1}}, 400, "send exactly one of 'inputs'"),
-    "MLflow's instances key": ({"instances": PIXELS.tolist()}, 400, "unknown field 'instances'"),
+    "an unknown field": ({"instance": PIXELS.tolist()}, 400, "unknown field 'instance'"),
+    "inputs and instances": ({"inputs": PIXELS.tolist(), "instances": PIXELS.tolist()}, 400,
+                             "send exactly one of 'inputs' (pixels [N, 128, 128, 3] in [0, 1], the tutorial's "
+                             "format), 'instances'"),
+    "instances of the wrong shape": ({"instances": np.zeros((1, 64, 64, 3)).tolist()}, 400,
+                                     "instances has shape [1, 64, 64, 3]"),
     "wrong shape": ({"inputs": np.zeros((1, 64, 64, 3)).tolist()}, 400,
                     "inputs has shape [1, 64, 64, 3], but the model takes [N, 128, 128, 3]"),
     "no batch dimension": ({"inputs": PIXELS[0].tolist()}, 400, "one image without the batch dimension"),
@@ -201,9 +215,44 @@ def test_an_oversized_body_is_refused_from_its_content_length_before_it_is_sent(
     assert requests.get(url + "/ping").status_code == 200
 
 
-def test_a_body_without_content_length_is_refused(url):
-    status, answer = raw_post(url, {"Transfer-Encoding": "chunked"})
-    assert status == 411 and "no Content-Length" in answer["error"]
+def test_a_chunked_body_is_read(url):
+    body = json.dumps({"inputs": PIXELS.tolist()}).encode()
+    # A generator has no length: requests sends it chunked, 64 KB a chunk here.
+    chunks = (body[start:start + 65536] for start in range(0, len(body), 65536))
+
+    response = requests.post(url + "/invocations", data=chunks, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 200
+    assert response.json() == requests.post(url + "/invocations", data=body).json()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_once_it_passes_it(url, champion):
+    chunk = b" " * (1024 * 1024)
+    chunks = (chunk for _ in range(champion.serving.max_request_bytes // len(chunk) + 2))
+    try:
+        response = requests.post(url + "/invocations", data=chunks)
+        assert response.status_code == 413 and "the chunked body is over" in response.json()["error"]
+    except requests.ConnectionError:
+        pass  # the server closed the connection while the client was still sending, as it may
+    assert requests.get(url + "/ping").status_code == 200
+
+
+@pytest.mark.parametrize("headers, status, message", [
+    ({}, 411, "no Content-Length header: send the JSON body with its length, or chunked"),
+    ({"Transfer-Encoding": "gzip"}, 501, "Transfer-Encoding 'gzip' is not understood here"),
+    ({"Transfer-Encoding": "chunked", "Content-Length": "10"}, 400, "both Content-Length and Transfer-Encoding"),
+], ids=["no length", "gzip", "both"])
+def test_a_body_without_a_length_it_can_be_read_by_is_refused(url, headers, status, message):
+    answered, answer = raw_post(url, headers)
+    assert answered == status and message in answer["error"]
+
+
+def test_a_wrong_method_is_answered_405_with_the_allowed_one(url):
+    response = requests.get(url + "/invocations")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert "/invocations answers POST only, not GET" in response.json()["error"]
+    response = requests.post(url + "/ping", json={})
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
 
 
 def test_a_taken_port_is_named_with_the_setting_that_moves_the_server(model, champion, url):
