@@ -4,6 +4,7 @@
     GET  /metrics       Prometheus text: requests by route and status, latency, the model's version, images predicted
     POST /invocations   {"inputs": [[[[r, g, b], ...]]]}           pixels [N, 128, 128, 3] in [0, 1] (the tutorial)
                         {"instances": [...]}                       the same pixels under MLflow's and TF Serving's name
+    /v2/...             the Open Inference Protocol (KServe v2): serving/open_inference.py
                         {"images": ["<base64 JPEG or PNG>", ...]}  encoded images of any size
                         optional "params": {"class_names": true, "top_k": 3}   (MLflow's key for parameters)
                   200   {"predictions": [[10 probabilities], ...]}, plus "class_names" (the class keys in
@@ -49,6 +50,7 @@ import prometheus_client
 
 from core.config import ServingConfig
 from core.errors import UserError
+from serving import open_inference
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
@@ -62,7 +64,8 @@ _FIELDS = (*_INPUT_FIELDS, "params")
 _PARAMS = ("class_names", "top_k")
 # The method each route answers; the metrics count every other path as "other", so a scan of random paths adds
 # no label values.
-_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST"}
+_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST", "/v2": "GET",
+           **{path: "GET" for path in open_inference.HEALTH}}
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CHUNKED = -1  # _body_length's answer for a chunked body
 
@@ -172,7 +175,8 @@ class _Metrics:
                                 ["name", "version"], registry=self.registry).labels(model.name, model.version).set(1)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
-        route = path if path in _ROUTES else "other"
+        model_route = open_inference.route(path)
+        route = path if path in _ROUTES else model_route[0] if model_route else "other"
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
@@ -272,40 +276,74 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/ping":
             model = self.server.model
             self._send(200, orjson.dumps({"status": "ok", "model": model.name, "version": model.version}))
+        elif self.path in open_inference.HEALTH:
+            self._send(200, orjson.dumps(open_inference.HEALTH[self.path]))
         elif not self._authorized():
             return
         elif self.path == "/metrics":
             self._send(200, self.server.metrics.text(), content_type=prometheus_client.CONTENT_TYPE_LATEST)
+        elif self.path == "/v2":
+            self._send(200, orjson.dumps(open_inference.server_metadata(self.server.model.version)))
+        elif (model_route := open_inference.route(self.path)) is not None:
+            self._model_get(model_route[1])
         elif self.path in _ROUTES:
-            self._send_wrong_method()
+            self._send_wrong_method(_ROUTES[self.path])
         else:
-            self._send_error(404, f"there is no GET {self.path}: use GET /ping, GET /metrics or POST /invocations")
+            self._send_error(404, f"there is no GET {self.path}: use GET /ping, GET /metrics, POST /invocations or "
+                                  "the Open Inference Protocol's /v2 routes")
+
+    def _model_get(self, action: str | None) -> None:
+        model = self.server.model
+        try:
+            open_inference.check_model(model, self.path)
+        except open_inference.UnknownModel as error:
+            self._send_error(404, str(error))
+            return
+        if action == "/infer":
+            self._send_wrong_method("POST")
+        elif action == "/ready":
+            self._send(200, orjson.dumps({"name": model.name, "ready": True}))
+        else:
+            self._send(200, orjson.dumps(open_inference.model_metadata(model)))
 
     def do_POST(self) -> None:
         self._started = time.perf_counter()
         if not self._authorized(drain=True):
             return
-        if self.path != "/invocations":
-            if self.path in _ROUTES:
-                self._send_wrong_method(close=True)
+        model_route = open_inference.route(self.path)
+        infers = model_route is not None and model_route[1] == "/infer"
+        if self.path != "/invocations" and not infers:
+            if self.path in _ROUTES or model_route is not None:
+                self._send_wrong_method(_ROUTES.get(self.path, "GET"), close=True)
             else:
-                self._send_error(404, f"there is no POST {self.path}: use POST /invocations", close=True)
+                self._send_error(404, f"there is no POST {self.path}: use POST /invocations or POST "
+                                      "/v2/models/NAME/infer", close=True)
             return
         body = self._body()
         if body is None:
             return
+        headers = None
         try:
-            result, images = answer(self.server.model, body)
+            if infers:
+                open_inference.check_model(self.server.model, self.path)
+                result, headers, images = open_inference.infer(self.server.model, body,
+                                                               self.headers.get(open_inference.HEADER_LENGTH))
+            else:
+                result, images = answer(self.server.model, body)
+        except open_inference.UnknownModel as error:
+            self._send_error(404, str(error))
+            return
         except INPUT_ERRORS as error:
             self._send_error(400, str(error))
             return
         except Exception as error:  # a bug or a model failure: this request fails, the server goes on
-            _LOG.exception("POST /invocations failed")
+            _LOG.exception("POST %s failed", self.path)
             self._send_error(500, f"the model failed on this request ({type(error).__name__}); the server log has "
                                   "the details")
             return
         self.server.metrics.images.inc(images)
-        self._send(200, result)
+        self._send(200, result, content_type="application/octet-stream" if headers else "application/json",
+                   headers=headers)
 
     def _authorized(self, drain: bool = False) -> bool:
         """Whether the request may go on; where not, it has been answered 401 or 403. With `drain`, a body of
@@ -338,8 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(header)
         return length <= self.server.config.max_request_bytes and len(self.rfile.read(length)) == length
 
-    def _send_wrong_method(self, close: bool = False) -> None:
-        allowed = _ROUTES[self.path]
+    def _send_wrong_method(self, allowed: str, close: bool = False) -> None:
         self._send_error(405, f"{self.path} answers {allowed} only, not {self.command}", close=close,
                          headers={"Allow": allowed})
 

@@ -193,3 +193,85 @@ def test_metrics_count_requests_by_route_and_status_images_and_name_the_model(mo
     assert scraped["places_serving_request_duration_seconds_count", invocations] == 5
     assert scraped["places_serving_request_duration_seconds_bucket", (("le", "+Inf"), *invocations)] == 5
     assert 0 < scraped["places_serving_request_duration_seconds_sum", invocations] < 60
+
+
+@pytest.fixture(scope="module")
+def triton(open_url):
+    """tritonclient's HTTP client, as a KServe or Triton user has it, at the keyed server."""
+    import tritonclient.http
+
+    client = tritonclient.http.InferenceServerClient(open_url.removeprefix("http://"), network_timeout=120)
+    yield client
+    client.close()
+
+
+def test_an_open_inference_protocol_client_sees_the_server_live_ready_and_the_model_described(triton):
+    import tritonclient.utils
+
+    assert triton.is_server_live() and triton.is_server_ready()  # health checks need no key
+    assert triton.is_model_ready("access-tests", headers=bearer(KEY))
+    metadata = triton.get_model_metadata("access-tests", headers=bearer(KEY))
+    assert metadata["versions"] == ["1"]
+    assert [(tensor["name"], tensor["datatype"], tensor["shape"]) for tensor in metadata["inputs"]] == [
+        ("pixels", "FP32", [-1, 128, 128, 3]), ("images", "BYTES", [-1])]
+    assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
+    with pytest.raises(tritonclient.utils.InferenceServerException, match="no model other: it serves access-tests"):
+        triton.get_model_metadata("other", headers=bearer(KEY))
+    with pytest.raises(tritonclient.utils.InferenceServerException, match="no Authorization header"):
+        triton.get_model_metadata("access-tests")
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_tritonclient_infers_ten_probabilities_per_image_from_pixels(triton, model, binary):
+    import tritonclient.http
+
+    pixels = np.asarray(PIXELS, np.float32)
+    tensor = tritonclient.http.InferInput("pixels", list(pixels.shape), "FP32")
+    tensor.set_data_from_numpy(pixels, binary_data=binary)
+    outputs = [tritonclient.http.InferRequestedOutput("probabilities", binary_data=binary)]
+
+    result = triton.infer("access-tests", [tensor], outputs=outputs, headers=bearer(KEY), request_id="r1")
+
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (2, 10) and result.get_response()["id"] == "r1"
+    np.testing.assert_allclose(probabilities, model.predict_pixels(pixels), atol=1e-6)
+
+
+def test_tritonclient_infers_from_encoded_images(triton, model):
+    import io
+
+    import tritonclient.http
+    from PIL import Image
+
+    images = []
+    for size, image_format in (((96, 64), "JPEG"), ((200, 300), "PNG")):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(size[0]).integers(0, 255, (*size, 3), np.uint8)).save(buffer,
+                                                                                                    image_format)
+        images.append(buffer.getvalue())
+    tensor = tritonclient.http.InferInput("images", [len(images)], "BYTES")
+    tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
+
+    result = triton.infer("access-tests", [tensor], headers=bearer(KEY))  # binary output, tritonclient's default
+
+    np.testing.assert_allclose(result.as_numpy("probabilities"), model.predict_images(images), atol=1e-6)
+
+
+def test_a_bad_open_inference_request_gets_a_400_naming_the_problem(open_url):
+    infer_url = open_url + "/v2/models/access-tests/infer"
+    for body, message in (
+            ({"inputs": []}, 'the request needs "inputs": [one tensor]'),
+            ({"inputs": [{"name": "pixels", "datatype": "INT8", "shape": [1], "data": [1]}]},
+             "send 'pixels' as FP32 or 'images' as BYTES"),
+            ({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 128, 128, 3], "data": [0.5] * 7}]},
+             "pixels has 7 values, not the 49152 of shape [1, 128, 128, 3]"),
+            ({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 128, 128, 3],
+                          "data": [255.0] * 49152}]}, "divide them by 255"),
+            ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["not base64!"]}]},
+             "not valid base64"),
+            ({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 128, 128, 3], "data": PIXELS[0]}],
+              "outputs": [{"name": "logits"}]}, "outputs may only ask for 'probabilities'")):
+        response = requests.post(infer_url, json=body, headers=bearer(KEY))
+        assert response.status_code == 400 and message in response.json()["error"], response.text
+    response = requests.get(infer_url, headers=bearer(KEY))
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
