@@ -10,7 +10,8 @@ champion the way the Pusher does (untrained: speed does not depend on the weight
    requests/s with 1 and with 4 clients (each on its own keep-alive connection, the body serialized once):
      in_process    the body decoded as the server decodes it (orjson, np.asarray) and the SavedModel's
                    serving_default signature called, in this process: the floor for any server
-     places_serve  `./places serve` (serving/server.py), in its own process
+     places_serve  `./places serve` (serving/server.py), in its own process, with an API key set (every request
+                   sends `Authorization: Bearer <key>` and the server checks it)
      mlflow_serve  `mlflow models serve --env-manager local` on the same registered version, in its own process
    The issue asks places_serve's p50 with 1 client to be within 5 ms of in_process's.
 2. Batch prediction images/s over --images JPEGs in Azurite: serving.batch (Beam, RunInference) against an
@@ -26,6 +27,7 @@ import http.client
 import io
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -103,12 +105,12 @@ def one_load(new_client: typing.Callable[[], typing.Callable[[], None]], clients
     return time.perf_counter() - started
 
 
-def http_client(port: int, body: bytes) -> typing.Callable[[], typing.Callable[[], None]]:
+def http_client(port: int, body: bytes, headers: dict[str, str]) -> typing.Callable[[], typing.Callable[[], None]]:
     def new_client() -> typing.Callable[[], None]:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
         def call() -> None:
-            connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            connection.request("POST", "/invocations", body, {"Content-Type": "application/json", **headers})
             response = connection.getresponse()
             answer = response.read()
             if response.status != 200 or b"predictions" not in answer:
@@ -173,9 +175,11 @@ def measure_latency(config: Config, model, requests: int, rounds: int, scratch: 
     pixels = np.random.default_rng(0).random((1, 128, 128, 3)).astype(np.float32)
     body = json.dumps({"inputs": pixels.tolist()}).encode()
     places_port, mlflow_port = free_port(), free_port()
+    key = secrets.token_hex(32)
     servers = {
         "places_serve": (start_server([sys.executable, "-m", "cli", "serve", "--port", str(places_port)],
-                                      {**cli_environment(config), "PYTHONPATH": str(PROJECT_ROOT)},
+                                      {**cli_environment(config), "PYTHONPATH": str(PROJECT_ROOT),
+                                       config.serving.api_key_env: key},
                                       scratch / "places-serve.log"), places_port),
         "mlflow_serve": (start_server([sys.executable, "-m", "mlflow", "models", "serve", "-m",
                                        f"models:/{model.reference}", "--env-manager", "local", "--host", "127.0.0.1",
@@ -190,7 +194,8 @@ def measure_latency(config: Config, model, requests: int, rounds: int, scratch: 
         for name, (process, port) in servers.items():
             wait_until_answering(process, port, scratch / f"{name.replace('_', '-')}.log")
         clients = {"in_process": in_process_client(model.saved_model_dir, body),
-                   **{name: http_client(port, body) for name, (_, port) in servers.items()}}
+                   **{name: http_client(port, body, {"Authorization": f"Bearer {key}"} if name == "places_serve"
+                                        else {}) for name, (_, port) in servers.items()}}
         results: dict[str, list] = {name: [] for name in clients}
         for client_count, per_client in ((1, requests), (4, requests // 4)):
             for name, result in load_test(clients, client_count, per_client, rounds).items():
