@@ -195,7 +195,8 @@ class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     # The environment variable that holds the API key clients send as `Authorization: Bearer <key>` (the key
-    # itself is a secret and never lives here). Once it is set, every route but /ping needs it, on any address.
+    # itself is a secret and never lives here). Once it is set, every route but the health checks (/ping,
+    # /v2/health/*) needs it, on any address.
     api_key_env: str = "PLACES_API_KEY"
     # A PEM certificate (chain) and its private key: both set, the server speaks HTTPS only.
     tls_cert_file: str = ""

@@ -4,17 +4,17 @@
     GET  /metrics       Prometheus text: requests by route and status, latency, the model's version, images predicted
     POST /invocations   {"inputs": [[[[r, g, b], ...]]]}           pixels [N, 128, 128, 3] in [0, 1] (the tutorial)
                         {"instances": [...]}                       the same pixels under MLflow's and TF Serving's name
-    /v2/...             the Open Inference Protocol (KServe v2): serving/open_inference.py
                         {"images": ["<base64 JPEG or PNG>", ...]}  encoded images of any size
                         optional "params": {"class_names": true, "top_k": 3}   (MLflow's key for parameters)
                   200   {"predictions": [[10 probabilities], ...]}, plus "class_names" (the class keys in
                         column order) and "top_classes" ([[{"class", "display_name", "probability"}, ...], ...])
                         where the params ask for them
+    /v2/...             the Open Inference Protocol (KServe v2, Triton's clients): serving/open_inference.py
     anything wrong      4xx {"error": "<what was wrong and what to send>"}; the server goes on serving
 
-Access: with an API key in the environment variable serving.api_key_env, every route but /ping needs
-`Authorization: Bearer <key>` (401 without it, 403 with another key); an address other than loopback is refused
-without a key. With serving.tls_cert_file and tls_key_file, HTTPS only.
+Access: with an API key in the environment variable serving.api_key_env, every route but /ping and
+/v2/health/* needs `Authorization: Bearer <key>` (401 without it, 403 with another key); an address other than
+loopback is refused without a key. With serving.tls_cert_file and tls_key_file, HTTPS only.
 
 Why this server: standard-library http.server with orjson came closest to the in-process floor (decoding the body
 and calling the SavedModel in the caller's process) in a one-off comparison with uvicorn, and needs nothing
@@ -175,8 +175,11 @@ class _Metrics:
                                 ["name", "version"], registry=self.registry).labels(model.name, model.version).set(1)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
-        model_route = open_inference.route(path)
-        route = path if path in _ROUTES else model_route[0] if model_route else "other"
+        if path in _ROUTES:
+            route = path
+        else:
+            model_route = open_inference.route(path)
+            route = model_route[0] if model_route else "other"
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
@@ -310,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._started = time.perf_counter()
         if not self._authorized(drain=True):
             return
-        model_route = open_inference.route(self.path)
+        model_route = None if self.path == "/invocations" else open_inference.route(self.path)
         infers = model_route is not None and model_route[1] == "/infer"
         if self.path != "/invocations" and not infers:
             if self.path in _ROUTES or model_route is not None:
