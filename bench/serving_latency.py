@@ -16,7 +16,9 @@ champion the way the Pusher does (untrained: speed does not depend on the weight
                    (a self-signed test certificate, keep-alive connections: the handshake is paid once a client)
      mlflow_serve  `mlflow models serve --env-manager local` on the same registered version, in its own process
    The issue asks places_serve's p50 with 1 client to be within 5 ms of in_process's.
-2. Batch prediction images/s over --images JPEGs in Azurite: serving.batch (Beam, RunInference) against an
+2. With --hot-swap: a new champion registered while one client keeps asking `./places serve` (reload_s 1): the
+   seconds until it is served, failed requests, latency before, while the new version loads, and after.
+3. Batch prediction images/s over --images JPEGs in Azurite: serving.batch (Beam, RunInference) against an
    in-process loop of SceneModel.predict_images over the same images, serving.batch_size at a time, with the
    images already in memory and read from Azurite one by one.
 """
@@ -236,6 +238,71 @@ def measure_latency(config: Config, model, requests: int, rounds: int, scratch: 
             "within_5_ms": margins["places_serve"] <= 5}
 
 
+def measure_hot_swap(config: Config, scratch: Path, reload_s: float = 1.0) -> dict:
+    """`./places serve` (serving.reload_s = `reload_s`) answering one client's tutorial requests without pause
+    while a new version of the seed CNN is registered as the champion: the seconds from the alias moving to /ping
+    naming the new version, the requests that failed, and the latency before the move against the latency while
+    the new version was being downloaded and loaded beside the old one."""
+    from components.trainer.model import build_model
+
+    body = json.dumps({"inputs": np.random.default_rng(0).random((1, 128, 128, 3)).tolist()}).encode()
+    log = scratch / "places-serve-hot-swap.log"
+    process, port = places_serve(config, {"PLACES_SERVING__RELOAD_S": str(reload_s)}, log)
+    answers: list[tuple[float, float, bool]] = []  # (sent, seconds, answered 200 with predictions)
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        call = http_client(port, body, {})()
+        while not stop.is_set():
+            sent = time.perf_counter()
+            try:
+                call()
+                answers.append((sent, time.perf_counter() - sent, True))
+            except (OSError, RuntimeError, http.client.HTTPException):
+                answers.append((sent, time.perf_counter() - sent, False))
+                call = http_client(port, body, {})()
+
+    def served_version() -> str:
+        connection = connect(port, None, 5)
+        connection.request("GET", "/ping")
+        return json.loads(connection.getresponse().read())["version"]
+
+    try:
+        wait_until_answering(process, port, log)
+        first = served_version()
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        try:
+            time.sleep(5)  # latency before the move
+            registering = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr):
+                register_champion(config, scratch / "second-model", MODEL_NAME, build_model("seed_cnn", 10, 1e-3))
+            moved = time.perf_counter()
+            while served_version() == first:
+                if time.perf_counter() - moved > SERVER_START_S:
+                    raise SystemExit(f"the server did not switch within {SERVER_START_S} s; see {log}")
+                time.sleep(0.05)
+            switched = time.perf_counter()
+            time.sleep(2)
+        finally:
+            stop.set()
+            asker.join()
+    finally:
+        stop_server(process)
+
+    def latency(since: float, until: float) -> dict:
+        durations = [seconds for sent, seconds, ok in answers if since <= sent < until and ok]
+        milliseconds = np.array(durations) * 1e3
+        return {"requests": len(durations), "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
+                "p99_ms": round(float(np.percentile(milliseconds, 99)), 1),
+                "max_ms": round(float(milliseconds.max()), 1)}
+
+    return {"reload_s": reload_s, "switch_s_after_alias_moved": round(switched - moved, 1),
+            "requests": len(answers), "failed_requests": sum(not ok for *_, ok in answers),
+            "before_the_move": latency(0, registering), "while_loading_the_new_version": latency(moved, switched),
+            "after_the_switch": latency(switched, float("inf"))}
+
+
 def jpeg_images(count: int) -> list[bytes]:
     """Smooth 256 x 256 scenes, as Places365's small images are: a gradient between two random colours."""
     from PIL import Image
@@ -288,6 +355,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="images for the batch-prediction comparison")
     parser.add_argument("--access", action="store_true",
                         help="also measure ./places serve without an API key and with the key over HTTPS")
+    parser.add_argument("--hot-swap", action="store_true",
+                        help="also measure a champion switch in ./places serve while a client keeps asking")
     arguments = parser.parse_args()
 
     from components.trainer.model import build_model
@@ -307,6 +376,8 @@ def main() -> None:
                           "latency": measure_latency(config, model, arguments.requests, arguments.rounds,
                                                      Path(scratch), arguments.access),
                           "batch": measure_batch(config, model, arguments.images)}
+                if arguments.hot_swap:
+                    result["hot_swap"] = measure_hot_swap(config, Path(scratch))
             print(json.dumps(result, indent=2))
         finally:
             services.down(config, report=lambda line: print(line, file=sys.stderr))

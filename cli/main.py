@@ -4,6 +4,7 @@ The top layer: it drives every package below it, and none of them imports it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -292,7 +293,8 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     taken as the same) or {"images": ["<base64 JPEG/PNG>", ...]}, and answers {"predictions": [[probabilities]]};
     GET /ping names the model; GET /metrics is for Prometheus; /v2/... is the Open Inference Protocol (KServe v2,
     Triton's clients). With an API key set (serving.api_key_env), every route but /ping and /v2/health/* needs
-    "Authorization: Bearer <key>"; with serving.tls_cert_file and tls_key_file, HTTPS.
+    "Authorization: Bearer <key>"; with serving.tls_cert_file and tls_key_file, HTTPS. Served by alias (the
+    default, NAME@champion), it switches to the version the alias moves to within serving.reload_s seconds.
     """
     from serving import model as serving_model
     from serving.server import api_key
@@ -301,7 +303,8 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     config = with_flags(config_of(ctx), {"serving.host": host, "serving.port": port})
     key = api_key(config.serving)  # before the services start and the model loads: a refusal comes at once
     _ensure_services(config)
-    serve_forever(serving_model.load(config, reference), config.serving, key, click.echo)
+    serve_forever(serving_model.load(config, reference), config.serving, key, click.echo,
+                  functools.partial(serving_model.follow, config, reference))
 
 
 @main.command()
@@ -402,15 +405,19 @@ def _demo_requests(config: Config, sample_dir: Path) -> None:
 
     from serving import model as serving_model
     from serving.client import demo_requests
-    from serving.server import running
+    from serving.server import api_key, running
 
     image = next(path for path in sorted(sample_dir.rglob("*.jpg")))
     model = serving_model.load(config)
-    # On loopback over plain HTTP without a key, whatever serve is configured with: the demo's own client asks it.
-    with running(model, with_flags(config, {"serving.host": "127.0.0.1", "serving.tls_cert_file": "",
-                                            "serving.tls_key_file": ""}).serving) as server:
-        click.echo(f"serving {model.reference} at {server.url}; image: {image}")
-        tutorial_answer, image_answer = demo_requests(server.url, image)
+    # On loopback over plain HTTP, whatever serve is configured with: the demo's own client asks it. With a key in
+    # the environment the client sends it, as a user's client must.
+    serving = with_flags(config, {"serving.host": "127.0.0.1", "serving.tls_cert_file": "",
+                                  "serving.tls_key_file": ""}).serving
+    key = api_key(serving)
+    with running(model, serving, api_key=key) as server:
+        access = f"with the API key in ${serving.api_key_env}" if key else "no API key"
+        click.echo(f"serving {model.reference} at {server.url} ({access}); image: {image}")
+        tutorial_answer, image_answer = demo_requests(server.url, image, key)
     probabilities = tutorial_answer["predictions"][0]
     click.echo('tutorial request  {"inputs": [[128 x 128 x 3 floats]]}  ->  {"predictions": '
                f"[{json.dumps([round(p, 3) for p in probabilities])}]}} (sum {sum(probabilities):.3f})")

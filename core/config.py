@@ -208,6 +208,9 @@ class ServingConfig:
     top_k: int = 3
     # Images per model call in `./places batch-predict`.
     batch_size: int = 32
+    # Served by alias (NAME@champion, the default), `./places serve` asks the registry this often, in seconds,
+    # whether the alias has moved; a new version loads beside the old, which answers until the switch. 0: never.
+    reload_s: float = 30.0
 
 
 @dataclass(frozen=True)

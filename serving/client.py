@@ -21,10 +21,12 @@ def tutorial_pixels(image: bytes) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-def invoke(url: str, payload: dict, timeout_s: float = 60) -> dict:
-    """POST `payload` to `url`/invocations; UserError with the server's message where it refuses."""
+def invoke(url: str, payload: dict, key: str | None = None, timeout_s: float = 60) -> dict:
+    """POST `payload` to `url`/invocations, with `Authorization: Bearer <key>` where a key is given; UserError
+    with the server's message where it refuses."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = requests.post(f"{url}/invocations", json=payload, timeout=timeout_s)
+        response = requests.post(f"{url}/invocations", json=payload, headers=headers, timeout=timeout_s)
     except requests.RequestException as error:
         raise UserError(f"the endpoint at {url} did not answer ({type(error).__name__}): is `./places serve` "
                         "running there?") from None
@@ -33,11 +35,11 @@ def invoke(url: str, payload: dict, timeout_s: float = 60) -> dict:
     return response.json()
 
 
-def demo_requests(url: str, image_path: str | Path) -> tuple[dict, dict]:
+def demo_requests(url: str, image_path: str | Path, key: str | None = None) -> tuple[dict, dict]:
     """The answers to two requests for one image file: the tutorial's (its pixels, preprocessed as the tutorial
-    does) and the encoded file itself, asking for the three most probable classes by name."""
+    does) and the encoded file itself, asking for the three most probable classes by name; `key` as in invoke."""
     image = Path(image_path).read_bytes()
-    tutorial_answer = invoke(url, {"inputs": [tutorial_pixels(image).tolist()]})
+    tutorial_answer = invoke(url, {"inputs": [tutorial_pixels(image).tolist()]}, key)
     image_answer = invoke(url, {"images": [base64.b64encode(image).decode("ascii")],
-                                "params": {"class_names": True, "top_k": 3}})
+                                "params": {"class_names": True, "top_k": 3}}, key)
     return tutorial_answer, image_answer

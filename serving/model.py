@@ -8,6 +8,8 @@ in pandas/schema handling that the endpoint's own checks (serving.inputs) make u
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 import typing
 from dataclasses import dataclass
 
@@ -18,8 +20,10 @@ from tfx.utils.path_constants import SERVING_MODEL_DIR
 from core.config import Config
 from core.storage import join
 from data_schema import display_name
-from registry import Registry
+from registry import CHAMPION_ALIAS, Registry, parse_reference
 from serving import inputs
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,28 @@ def load(config: Config, reference: str | None = None) -> SceneModel:
 @functools.lru_cache(maxsize=4)
 def _loaded(saved_model_dir: str, name: str, version: str, max_image_pixels: int) -> SceneModel:
     return SceneModel(saved_model_dir, name, version, max_image_pixels)
+
+
+def follow(config: Config, reference: str | None, current: SceneModel,
+           switch: typing.Callable[[SceneModel], None], stop: threading.Event) -> None:
+    """Every serving.reload_s seconds until `stop`, load the version the alias `reference` (default:
+    mlflow.model_name@champion) names, if it has moved off `current`, and hand it to `switch`. A version named by
+    number never moves; nor does anything with reload_s 0. A failure is logged and the current model stays."""
+    reference = reference or f"{config.mlflow.model_name}@{CHAMPION_ALIAS}"
+    if config.serving.reload_s <= 0 or parse_reference(reference)[1] is None:
+        return
+    _LOG.info("following %s: the registry is asked every %g s whether it has moved", reference,
+              config.serving.reload_s)
+    while not stop.wait(config.serving.reload_s):
+        try:
+            version = str(Registry.from_config(config).find(reference).version)
+            if version != current.version:
+                current = load(config, f"{current.name}/{version}")
+                switch(current)
+                # The old version is answered by no one now; in the cache it would hold its graph's memory
+                # until later loads pushed it out.
+                _loaded.cache_clear()
+                _LOG.info("now serving %s (%s moved)", current.reference, reference)
+        except Exception as error:  # the registry or the new version failed: the old model goes on answering
+            _LOG.warning("cannot reload %s, still serving %s: %s: %s", reference, current.reference,
+                         type(error).__name__, error)

@@ -68,6 +68,9 @@ _ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST", "/v2": "GE
            **{path: "GET" for path in open_inference.HEALTH}}
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CHUNKED = -1  # _body_length's answer for a chunked body
+# After answering, how long a closing connection goes on reading (and dropping) what its client still sends: a
+# refused upload then reads the answer instead of a reset connection.
+_LINGER_S = 5.0
 
 
 class ScoringServer(ThreadingHTTPServer):
@@ -97,6 +100,28 @@ class ScoringServer(ThreadingHTTPServer):
             # The TLS handshake happens in each connection's own thread (_Handler.setup), so a slow or plain-HTTP
             # client never holds up accepting the next one.
             self.socket = self.tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def switch(self, model: SceneModel) -> None:
+        """Answer with `model` from now on. Handlers read self.model once per request, so one assignment switches
+        atomically: a request under way finishes with the model it began with."""
+        old, self.model = self.model, model
+        self.metrics.switched(old, model)
+
+    def shutdown_request(self, request) -> None:
+        """A lingering close: the answer's end is signalled (SHUT_WR), then what the client still sends is read and
+        dropped until it closes, or for _LINGER_S. Closing with unread bytes makes the kernel reset the connection,
+        and a client in the middle of sending a body refused before it was read (401, 404, 405, 413) would get that
+        reset, not the answer. A client that closes first costs one read that returns at once."""
+        try:
+            request.shutdown(socket.SHUT_WR)  # on an SSLSocket this also drops TLS: what follows is discarded raw
+            deadline = time.monotonic() + _LINGER_S
+            while (left := deadline - time.monotonic()) > 0:
+                request.settimeout(min(left, 1.0))
+                if not request.recv(65536):
+                    break
+        except OSError:  # already reset or closed by the client, or a timeout: nothing more to wait for
+            pass
+        self.close_request(request)
 
     @property
     def url(self) -> str:
@@ -171,8 +196,14 @@ class _Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.images = prometheus_client.Counter(
             "places_serving_images_predicted", "Images answered with probabilities.", registry=self.registry)
-        prometheus_client.Gauge("places_serving_model_info", "The registered model being served (always 1).",
-                                ["name", "version"], registry=self.registry).labels(model.name, model.version).set(1)
+        self.model_info = prometheus_client.Gauge(
+            "places_serving_model_info", "The registered model being served (always 1).", ["name", "version"],
+            registry=self.registry)
+        self.model_info.labels(model.name, model.version).set(1)
+
+    def switched(self, old: SceneModel, new: SceneModel) -> None:
+        self.model_info.labels(new.name, new.version).set(1)
+        self.model_info.remove(old.name, old.version)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         if path in _ROUTES:
@@ -311,7 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._started = time.perf_counter()
-        if not self._authorized(drain=True):
+        if not self._authorized():
             return
         model_route = None if self.path == "/invocations" else open_inference.route(self.path)
         infers = model_route is not None and model_route[1] == "/infer"
@@ -348,36 +379,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, result, content_type="application/octet-stream" if headers else "application/json",
                    headers=headers)
 
-    def _authorized(self, drain: bool = False) -> bool:
-        """Whether the request may go on; where not, it has been answered 401 or 403. With `drain`, a body of
-        announced, allowed size is read first: a client still sending it when the connection closed would see the
-        connection reset (over TLS, always) instead of the answer."""
+    def _authorized(self) -> bool:
+        """Whether the request may go on; where not, it has been answered 401 or 403 and the connection closes
+        (unread, the body cannot be told from the next request)."""
         key = self.server.api_key
         if key is None:
             return True
         header = self.headers.get("Authorization")
         scheme, _, token = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             said = "has no Authorization header" if header is None else "has an Authorization header without a key"
             status, message = 401, (f"the request {said}: this server needs 'Authorization: Bearer <key>', with the "
                                     "API key its operator gave you")
         # The header's text is its bytes read as Latin-1 (http.client), so this gives back the bytes sent.
-        elif not hmac.compare_digest(token.strip().encode("latin-1", "replace"), key):
+        elif not hmac.compare_digest(token.encode("latin-1", "replace"), key):
             status, message = 403, ("the API key in the Authorization header is not this server's: send the key its "
                                     "operator gave you")
         else:
             return True
-        self._send_error(status, message, close=not (drain and self._drained()),
+        self._send_error(status, message, close=True,
                          headers={"WWW-Authenticate": 'Bearer realm="places"'} if status == 401 else None)
         return False
-
-    def _drained(self) -> bool:
-        """Whether the body, announced by a Content-Length within serving.max_request_bytes, was read and dropped."""
-        header = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding") is not None or header is None or not header.isdigit():
-            return False
-        length = int(header)
-        return length <= self.server.config.max_request_bytes and len(self.rfile.read(length)) == length
 
     def _send_wrong_method(self, allowed: str, close: bool = False) -> None:
         self._send_error(405, f"{self.path} answers {allowed} only, not {self.command}", close=close,
@@ -502,25 +525,44 @@ class _Handler(BaseHTTPRequestHandler):
         _LOG.warning("%s: %s", self.address_string(), format % args)
 
 
+# serving.model.follow with its config and reference bound: watches the registry, calls switch with each new model.
+Follow = typing.Callable[[SceneModel, typing.Callable[[SceneModel], None], threading.Event], None]
+
+
 @contextlib.contextmanager
-def running(model: SceneModel, config: ServingConfig, port: int = 0,
-            api_key: str | None = None) -> typing.Iterator[ScoringServer]:
+def running(model: SceneModel, config: ServingConfig, port: int = 0, api_key: str | None = None,
+            follow: Follow | None = None) -> typing.Iterator[ScoringServer]:
     """The server answering from a background thread while the block runs (port 0: a free port; see .url)."""
     server = ScoringServer(model, config, port, api_key)
     thread = threading.Thread(target=server.serve_forever, name="scoring-server", daemon=True)
     thread.start()
+    stop = _following(server, follow)
     try:
         yield server
     finally:
+        stop.set()
         server.shutdown()
         server.server_close()
         thread.join()
 
 
-def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typing.Callable[[str], None]) -> None:
-    """Answer at serving.host and serving.port, in this thread, until Ctrl-C; `key` from api_key()."""
+def _following(server: ScoringServer, follow: Follow | None) -> threading.Event:
+    """`follow` running in a background thread, switching `server`'s model, until the event answered is set."""
+    stop = threading.Event()
+    if follow is not None:
+        threading.Thread(target=follow, args=(server.model, server.switch, stop), name="model-reload",
+                         daemon=True).start()
+    return stop
+
+
+def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typing.Callable[[str], None],
+          follow: Follow | None = None) -> None:
+    """Answer at serving.host and serving.port, in this thread, until Ctrl-C; `key` from api_key(); `follow`
+    (see running()) swaps in new versions."""
     _LOG.setLevel(logging.INFO)
+    logging.getLogger("serving.model").setLevel(logging.INFO)
     server = ScoringServer(model, config, config.port, key)
+    stop = _following(server, follow)
     access = f"the API key in ${config.api_key_env} needed" if key else "no API key"
     echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics; {access}); "
          "Ctrl-C stops")
@@ -530,6 +572,7 @@ def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typin
     except KeyboardInterrupt:
         echo("stopping")
     finally:
+        stop.set()
         server.server_close()
 
 

@@ -17,12 +17,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.main import main as places
 from core.config import Config, ServingConfig
 from core.errors import UserError
 from serving import model as serving_model
+from serving.client import demo_requests
 from serving.server import ScoringServer, api_key, running
 from tests.champion import register_champion
 
@@ -75,6 +77,15 @@ def test_without_the_key_invocations_and_metrics_are_refused(open_url, headers, 
 def test_ping_needs_no_key(open_url):
     response = requests.get(open_url + "/ping")
     assert response.status_code == 200 and response.json()["model"] == "access-tests"
+
+
+def test_the_demo_client_sends_the_key_it_is_given(open_url, tmp_path):
+    image = tmp_path / "scene.png"
+    Image.fromarray((np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)).save(image)
+    tutorial_answer, image_answer = demo_requests(open_url, image, KEY)
+    assert len(tutorial_answer["predictions"][0]) == 10 and len(image_answer["top_classes"][0]) == 3
+    with pytest.raises(UserError, match="answered 401: the request has no Authorization header"):
+        demo_requests(open_url, image)
 
 
 def test_a_key_once_set_is_needed_on_loopback_too(model):
@@ -149,6 +160,21 @@ def test_with_a_certificate_the_server_speaks_https_only(model, tmp_path):
             requests.get(server.url + "/ping")  # the system's CAs do not know the test certificate
         with pytest.raises(requests.ConnectionError):
             requests.get(server.url.replace("https", "http") + "/ping")
+        assert requests.get(server.url + "/ping", verify=cert_file).status_code == 200
+
+
+def test_over_https_an_upload_refused_before_its_body_is_read_gets_the_answer(model, tmp_path):
+    # A body of several MB is still being sent when the server answers; closing then would reset the connection.
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    config = dataclasses.replace(SERVING, tls_cert_file=cert_file, tls_key_file=key_file, max_request_bytes=2 ** 20)
+    upload = b"x" * (8 * 2 ** 20)
+    with running(model, config, api_key=KEY) as server:
+        for path, headers, status in (("/invocations", {}, 401), ("/invocations", bearer("other"), 403),
+                                      ("/nowhere", bearer(KEY), 404), ("/ping", bearer(KEY), 405),
+                                      ("/invocations", bearer(KEY), 413)):
+            response = requests.post(server.url + path, data=upload, headers=headers, verify=cert_file)
+            assert response.status_code == status, path
+            assert response.json()["error"]
         assert requests.get(server.url + "/ping", verify=cert_file).status_code == 200
 
 
