@@ -68,6 +68,7 @@ def test_run_fn_trains_writes_its_history_and_exports_a_model_that_serves_alone(
     assert answer["probabilities"]["pixels"][0] == pytest.approx(answer["probabilities"]["images"][0], abs=1e-6)
 
 
+@pytest.mark.slow  # a whole run_fn: two epochs of training and the export
 def test_train_and_eval_steps_are_per_epoch_and_may_exceed_one_pass(example_splits, tmp_path):
     # 24 training images in batches of 8 are 3 batches; 12 eval images are 2 batches, the second one of 4.
     run_fn(_fn_args(example_splits, tmp_path, train_steps=5, eval_steps=2, model="seed_cnn", epochs=2))
