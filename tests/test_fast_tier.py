@@ -57,13 +57,16 @@ _NEEDS_EVERY_WAY = textwrap.dedent('''
 ''')
 
 
-def _with_the_fast_tier(pytester) -> None:
+def _with_the_fast_tier(pytester, monkeypatch) -> None:
+    # Each in-process run would import the installed plugins (schemathesis, hypothesis) afresh, seconds a run:
+    # these runs need none of them.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makeconftest('pytest_plugins = ["tests.fixtures", "tests.fast_tier"]')
     pytester.makeini("[pytest]\naddopts = --strict-markers\nmarkers =\n    slow: a whole Beam job or pipeline\n")
 
 
-def test_fast_mode_deselects_what_needs_a_service_and_fails_what_would_start_one(pytester):
-    _with_the_fast_tier(pytester)
+def test_fast_mode_deselects_what_needs_a_service_and_fails_what_would_start_one(pytester, monkeypatch):
+    _with_the_fast_tier(pytester, monkeypatch)
     pytester.makepyfile(test_needs=_NEEDS_EVERY_WAY)
 
     result = pytester.runpytest("--fast", "-rf")
@@ -75,15 +78,15 @@ def test_fast_mode_deselects_what_needs_a_service_and_fails_what_would_start_one
     ])
 
 
-def test_without_fast_mode_the_marks_leave_nothing_out(pytester):
-    _with_the_fast_tier(pytester)
+def test_without_fast_mode_the_marks_leave_nothing_out(pytester, monkeypatch):
+    _with_the_fast_tier(pytester, monkeypatch)
     pytester.makepyfile(test_needs="import pytest\n\n" + textwrap.dedent(_MARKED))
 
     pytester.runpytest().assert_outcomes(passed=2)
 
 
-def test_a_file_left_out_as_a_whole_is_not_even_imported_in_fast_mode(pytester):
-    _with_the_fast_tier(pytester)
+def test_a_file_left_out_as_a_whole_is_not_even_imported_in_fast_mode(pytester, monkeypatch):
+    _with_the_fast_tier(pytester, monkeypatch)
     pytester.makepyfile(
         test_heavy="import pytest\nimport a_module_this_machine_lacks\n\npytestmark = [pytest.mark.slow]\n\n\n"
                    "def test_heavy():\n    pass\n",

@@ -15,6 +15,7 @@ from core.errors import UserError
 from data_schema import TUTORIAL_CLASSES
 from pipeline.tracking import RunNotFound, Tracking
 from registry import CHAMPION_ALIAS, ModelNotFound, Registry, parse_reference
+from tests.test_layers import project_files
 
 # MlflowClient's methods (and mlflow's functions) that push models to the registry or find them there.
 REGISTRY_API = {
@@ -26,11 +27,8 @@ REGISTRY_MODULE = "registry/models.py"
 
 
 def project_modules() -> list[Path]:
-    """Every .py file of the project's own code: not tests/, nor the virtual environment, state or other hidden
-    folders, nor node_modules."""
-    return [path for path in PROJECT_ROOT.rglob("*.py")
-            if not any(part.startswith(".") or part in ("tests", "node_modules", "__pycache__")
-                       for part in path.relative_to(PROJECT_ROOT).parts[:-1])]
+    """Every .py file of the project's own code (tests/ aside), absolute."""
+    return [PROJECT_ROOT / path for path in project_files() if path.parts[0] != "tests"]
 
 
 def registry_calls(path: Path) -> set[str]:
