@@ -2,6 +2,7 @@
 
     GET  /ping          200 {"status": "ok", "model": NAME, "version": VERSION}; never needs the API key
     GET  /metrics       Prometheus text: requests by route and status, latency, the model's version, images predicted
+    GET  /openapi.json  the OpenAPI 3.1 document of every route here (serving/openapi.py)
     POST /invocations   {"inputs": [[[[r, g, b], ...]]]}           pixels [N, 128, 128, 3] in [0, 1] (the tutorial)
                         {"instances": [...]}                       the same pixels under MLflow's and TF Serving's name
                         {"images": ["<base64 JPEG or PNG>", ...]}  encoded images of any size
@@ -50,7 +51,7 @@ import prometheus_client
 
 from core.config import ServingConfig
 from core.errors import UserError
-from serving import open_inference
+from serving import open_inference, openapi
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
@@ -64,7 +65,7 @@ _FIELDS = (*_INPUT_FIELDS, "params")
 _PARAMS = ("class_names", "top_k")
 # The method each route answers; the metrics count every other path as "other", so a scan of random paths adds
 # no label values.
-_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST", "/v2": "GET",
+_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST", "/v2": "GET", openapi.OPENAPI_PATH: "GET",
            **{path: "GET" for path in open_inference.HEALTH}}
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CHUNKED = -1  # _body_length's answer for a chunked body
@@ -276,6 +277,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._started = time.perf_counter()
+        has_body = self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers
+        if has_body and not self._drained():
+            # A body on a GET (HTTP gives it no meaning) that is left unread would be taken for the connection's
+            # next request.
+            self.close_connection = True
         if self.path == "/ping":
             model = self.server.model
             self._send(200, orjson.dumps({"status": "ok", "model": model.name, "version": model.version}))
@@ -287,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.metrics.text(), content_type=prometheus_client.CONTENT_TYPE_LATEST)
         elif self.path == "/v2":
             self._send(200, orjson.dumps(open_inference.server_metadata(self.server.model.version)))
+        elif self.path == openapi.OPENAPI_PATH:
+            self._send(200, orjson.dumps(openapi.document(self.server.model, self.server.config,
+                                                          self.server.api_key is not None, _ROUTES)))
         elif (model_route := open_inference.route(self.path)) is not None:
             self._model_get(model_route[1])
         elif self.path in _ROUTES:
@@ -347,6 +356,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.metrics.images.inc(images)
         self._send(200, result, content_type="application/octet-stream" if headers else "application/json",
                    headers=headers)
+
+    def _other_method(self) -> None:
+        """The standard methods no route answers (http.server would say 501, not implemented): 405 with the one
+        the path answers, as for a POST to a GET route."""
+        self._started = time.perf_counter()
+        if not self._authorized(drain=True):
+            return
+        model_route = open_inference.route(self.path)
+        if self.path in _ROUTES or model_route is not None:
+            self._send_wrong_method(_ROUTES.get(self.path) or ("POST" if model_route[1] == "/infer" else "GET"),
+                                    close=True)
+        else:
+            self._send_error(404, f"there is no {self.command} {self.path}: use GET /ping, GET /openapi.json (every "
+                                  "route) or POST /invocations", close=True)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_QUERY = _other_method
 
     def _authorized(self, drain: bool = False) -> bool:
         """Whether the request may go on; where not, it has been answered 401 or 403. With `drain`, a body of
@@ -483,7 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if close:
+        if close or self.close_connection:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
