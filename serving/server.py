@@ -399,7 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drained(self) -> bool:
         """Whether the body, announced by a Content-Length within serving.max_request_bytes, was read and dropped."""
         header = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding") is not None or header is None or not header.isdigit():
+        if (self.headers.get("Transfer-Encoding") is not None or header is None
+                or not (header.isascii() and header.isdigit())):  # isdigit alone passes '²', which int() refuses
             return False
         length = int(header)
         return length <= self.server.config.max_request_bytes and len(self.rfile.read(length)) == length

@@ -7,6 +7,7 @@ came from and the test then needs no MLflow server."""
 from __future__ import annotations
 
 import http.client
+import socket
 
 import pytest
 import requests
@@ -151,3 +152,21 @@ def test_the_other_standard_methods_get_405_and_the_allowed_one(open_url, method
         assert response.status_code == 405 and response.headers["Allow"] == allowed
         assert f"answers {allowed} only, not {method}" in response.json()["error"]
     assert requests.request(method, open_url + "/nothing").status_code == 404
+
+
+def status_line(url: str, request: bytes) -> bytes:
+    """The first line of the server's answer to `request`, sent as these bytes (requests would refuse them)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        return connection.makefile("rb").readline().rstrip()
+
+
+def test_a_length_header_with_a_superscript_digit_is_a_bad_request(open_url, keyed_url):
+    # b"\xb2" is '²' in Latin-1, as http.server reads headers: str.isdigit took it, int() did not (500, or with a
+    # wrong key no answer at all).
+    request = (b"POST /v2/models/openapi-tests/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: \xb2\r\n"
+               b"Content-Length: 2\r\n\r\n{}")
+    assert status_line(open_url, request) == b"HTTP/1.1 400 Bad Request"
+    request = b"POST /invocations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: \xb2\r\n\r\n{}"
+    assert status_line(keyed_url, request) == b"HTTP/1.1 403 Forbidden"
