@@ -27,16 +27,16 @@ pytestmark = pytest.mark.slow
 
 KEY = "openapi-key-5d02a7"  # a secret only for these tests
 SERVING = ServingConfig()
-# What a client may rely on: no 5xx, and each answer's status, media type and body as documented. Stateless: the
-# examples in the document, the coverage phase's edge cases, and a few generated requests per operation, the same
-# each run.
-# Methods no route documents must get 405 with an Allow header, and with a key configured a request without it
-# must be refused. Left out: positive_data_acceptance and negative_data_rejection, which take any request the JSON
-# schemas allow to be one the server accepts, while bytes in base64 that are no image, or an
-# Inference-Header-Content-Length other than the JSON's length, fit a schema and are still refused (400).
+# What a client may rely on: no 5xx; each answer's status, headers, media type and body as documented; 405 with
+# an Allow header for a method a path does not answer; and, with a key configured, a request without it refused.
+# Left out: positive_data_acceptance and negative_data_rejection, which take every request the JSON schemas allow
+# for one the server accepts, while base64 that is no image, or an Inference-Header-Content-Length other than the
+# JSON's length, fits the schemas and is still refused (400).
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
           "response_headers_conformance", "unsupported_method", "allow_header_conformance", "missing_required_header",
           "ignored_auth")
+# Stateless: the document's examples, the coverage phase's edge cases and a few generated requests per operation,
+# the same each run.
 RUN = {"checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
        "phases": {"stateful": {"enabled": False}},
        "generation": {"max-examples": 8, "deterministic": True, "database": "none"}}
