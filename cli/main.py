@@ -292,9 +292,10 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     POST /invocations takes the tutorial's {"inputs": [...]} (pixels [N, 128, 128, 3] in [0, 1]; "instances" is
     taken as the same) or {"images": ["<base64 JPEG/PNG>", ...]}, and answers {"predictions": [[probabilities]]};
     GET /ping names the model; GET /metrics is for Prometheus; /v2/... is the Open Inference Protocol (KServe v2,
-    Triton's clients). With an API key set (serving.api_key_env), every route but /ping and /v2/health/* needs
-    "Authorization: Bearer <key>"; with serving.tls_cert_file and tls_key_file, HTTPS. Served by alias (the
-    default, NAME@champion), it switches to the version the alias moves to within serving.reload_s seconds.
+    Triton's clients); GET /openapi.json is the OpenAPI document of them all. With an API key set
+    (serving.api_key_env), every route but /ping and /v2/health/* needs "Authorization: Bearer <key>"; with
+    serving.tls_cert_file and tls_key_file, HTTPS. Served by alias (the default, NAME@champion), it switches to
+    the version the alias moves to within serving.reload_s seconds.
     """
     from serving import model as serving_model
     from serving.server import api_key

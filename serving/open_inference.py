@@ -100,7 +100,8 @@ def _split(body: bytes, header_length: str | None) -> tuple[typing.Any, bytes]:
     """The JSON header, parsed, and the binary data after it."""
     length = len(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        # isdigit alone passes '²', which int() refuses: a header's bytes are read as Latin-1.
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise InvalidInput(f"{HEADER_LENGTH} '{header_length}' is not a byte count within the body's "
                                f"{len(body)} bytes")
         length = int(header_length)

@@ -2,6 +2,7 @@
 
     GET  /ping          200 {"status": "ok", "model": NAME, "version": VERSION}; never needs the API key
     GET  /metrics       Prometheus text: requests by route and status, latency, the model's version, images predicted
+    GET  /openapi.json  the OpenAPI 3.1 document of every route here (serving/openapi.py)
     POST /invocations   {"inputs": [[[[r, g, b], ...]]]}           pixels [N, 128, 128, 3] in [0, 1] (the tutorial)
                         {"instances": [...]}                       the same pixels under MLflow's and TF Serving's name
                         {"images": ["<base64 JPEG or PNG>", ...]}  encoded images of any size
@@ -50,7 +51,7 @@ import prometheus_client
 
 from core.config import ServingConfig
 from core.errors import UserError
-from serving import open_inference
+from serving import open_inference, openapi
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
@@ -64,7 +65,7 @@ _FIELDS = (*_INPUT_FIELDS, "params")
 _PARAMS = ("class_names", "top_k")
 # The method each route answers; the metrics count every other path as "other", so a scan of random paths adds
 # no label values.
-_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST", "/v2": "GET",
+_ROUTES = {"/ping": "GET", "/metrics": "GET", "/invocations": "POST", "/v2": "GET", openapi.OPENAPI_PATH: "GET",
            **{path: "GET" for path in open_inference.HEALTH}}
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CHUNKED = -1  # _body_length's answer for a chunked body
@@ -307,6 +308,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._started = time.perf_counter()
+        if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+            # A body on a GET (HTTP gives it no meaning) is left unread, where it would be taken for the
+            # connection's next request: the connection closes after the answer (a lingering close).
+            self.close_connection = True
         if self.path == "/ping":
             model = self.server.model
             self._send(200, orjson.dumps({"status": "ok", "model": model.name, "version": model.version}))
@@ -318,6 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.metrics.text(), content_type=prometheus_client.CONTENT_TYPE_LATEST)
         elif self.path == "/v2":
             self._send(200, orjson.dumps(open_inference.server_metadata(self.server.model.version)))
+        elif self.path == openapi.OPENAPI_PATH:
+            self._send(200, orjson.dumps(openapi.document(self.server.model, self.server.config,
+                                                          self.server.api_key is not None, _ROUTES)))
         elif (model_route := open_inference.route(self.path)) is not None:
             self._model_get(model_route[1])
         elif self.path in _ROUTES:
@@ -378,6 +386,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.metrics.images.inc(images)
         self._send(200, result, content_type="application/octet-stream" if headers else "application/json",
                    headers=headers)
+
+    def _other_method(self) -> None:
+        """The standard methods no route answers (http.server would say 501, not implemented): 405 with the one
+        the path answers, as for a POST to a GET route."""
+        self._started = time.perf_counter()
+        if not self._authorized():
+            return
+        model_route = open_inference.route(self.path)
+        if self.path in _ROUTES or model_route is not None:
+            self._send_wrong_method(_ROUTES.get(self.path) or ("POST" if model_route[1] == "/infer" else "GET"),
+                                    close=True)
+        else:
+            self._send_error(404, f"there is no {self.command} {self.path}: use GET /ping, GET /openapi.json (every "
+                                  "route) or POST /invocations", close=True)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_QUERY = _other_method
 
     def _authorized(self) -> bool:
         """Whether the request may go on; where not, it has been answered 401 or 403 and the connection closes
@@ -448,7 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, f"Content-Length '{header}' is not a byte count", close=True)
             return None
         if length > self.server.config.max_request_bytes:
-            # Refused unread: the connection closes rather than drain a body this large.
+            # Refused unread: the connection closes (lingering: shutdown_request) rather than read a body this large.
             self._send_too_large(f"the body is {length} bytes")
             return None
         return length
@@ -506,7 +530,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if close:
+        if close or self.close_connection:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
