@@ -588,8 +588,8 @@ def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typin
     server = ScoringServer(model, config, config.port, key)
     stop = _following(server, follow)
     access = f"the API key in ${config.api_key_env} needed" if key else "no API key"
-    echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics; {access}); "
-         "Ctrl-C stops")
+    echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics, "
+         f"GET /openapi.json; {access}); Ctrl-C stops")
     _stop_on(signal.SIGINT, signal.SIGTERM)
     try:
         server.serve_forever()
