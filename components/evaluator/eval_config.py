@@ -4,11 +4,13 @@ what it takes to be blessed."""
 from __future__ import annotations
 
 import json
-
-import tensorflow_model_analysis as tfma
+import typing
 
 from core.config import ConfigError, EvaluationConfig
 from data_schema import LABEL_KEY, LABEL_NAME_KEY
+
+if typing.TYPE_CHECKING:
+    import tensorflow_model_analysis as tfma
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -22,7 +24,6 @@ BLESSING_METRICS = {"top1": ACCURACY, "top5": TOP5_ACCURACY}
 # The exported signature that takes serialized tf.Examples (components/trainer/export.py).
 EXAMPLES_SIGNATURE = "predict_examples"
 PREDICTION_KEY = "probabilities"
-OVERALL = tfma.SlicingSpec()
 # Counts of (true class, most probable class) pairs; at its default threshold of 0 every example has a prediction.
 CONFUSION_PLOT = "MultiClassConfusionMatrixPlot"
 
@@ -34,6 +35,10 @@ def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_cla
     The thresholds are per-slice thresholds on the overall slice only: a MetricConfig `threshold` would
     apply to every category's slice too, and one weak category would veto the whole model.
     """
+    # Imported here: the report reads these names without TFMA, which takes seconds to import.
+    import tensorflow_model_analysis as tfma
+
+    overall = tfma.SlicingSpec()
     with_top5 = num_classes > TOP5_NEEDS_MORE_THAN
     if evaluation.blessing_metric == "top5" and not with_top5:
         raise ConfigError(f"evaluation.blessing_metric is 'top5' but there are only {num_classes} classes, so every "
@@ -54,7 +59,7 @@ def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_cla
     def thresholds(metric: str) -> list[tfma.PerSliceMetricThreshold]:
         if metric != blessed_by:
             return []
-        return [tfma.PerSliceMetricThreshold(slicing_specs=[OVERALL], threshold=threshold)]
+        return [tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=threshold)]
 
     metrics = [tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=thresholds(ACCURACY))]
     if with_top5:
@@ -63,7 +68,7 @@ def build_eval_config(evaluation: EvaluationConfig, with_champion: bool, num_cla
                                          per_slice_thresholds=thresholds(TOP5_ACCURACY)))
     return tfma.EvalConfig(
         model_specs=model_specs,
-        slicing_specs=[OVERALL, tfma.SlicingSpec(feature_keys=[LABEL_NAME_KEY])],
+        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[LABEL_NAME_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[*metrics, tfma.MetricConfig(class_name="ExampleCount"),
                                                  # The report's confusion matrix and most confused pairs.
                                                  tfma.MetricConfig(class_name=CONFUSION_PLOT)])])

@@ -10,6 +10,10 @@ from components.evaluator.eval_config import ACCURACY, CANDIDATE, CHAMPION, TOP5
 from core.config import ConfigError, EvaluationConfig, load_config
 from data_schema import LABEL_NAME_KEY
 
+# Left out of the fast tier as a file: importing TFMA alone takes seconds (a tenth of the tier's minute); the
+# evaluator's tests run in the full suite.
+pytestmark = pytest.mark.slow
+
 CLASSES = 10
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import tensorflow_model_analysis as tfma
-
 from components.evaluator.eval_config import ACCURACY, CANDIDATE, CHAMPION, TOP5_ACCURACY
 from data_schema import LABEL_NAME_KEY
 
@@ -78,6 +76,7 @@ def _confusion_cells(plots: dict) -> list[list[int]]:
 
 def read_evaluation(evaluation_uri: str) -> EvaluationSummary:
     """Candidate (and champion) metrics and the blessing verdict from an Evaluator output folder."""
+    import tensorflow_model_analysis as tfma  # here: the report uses this module's classes without TFMA
     from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
 
     # TFMA drops the model name when it evaluated one model only: the candidate is then "".
