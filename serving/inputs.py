@@ -8,6 +8,9 @@ confident nonsense, and a decode error in one image of a batch fails the whole b
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import numpy as np
 
 from core.config import IngestConfig
@@ -66,6 +69,22 @@ def pixels(inputs, name: str = "inputs") -> np.ndarray:
         raise InvalidInput(f"{name} holds values up to {array.max():g} (at {_first(array > 1)}), but pixels must "
                            "be in [0, 1]: these look like unscaled 0-255 pixels, so divide them by 255")
     return array
+
+
+def base64_images(images, name: str = "images") -> list[bytes]:
+    """The bytes of each base64 string in the JSON list `images`; InvalidInput names the element that is not one."""
+    if not isinstance(images, list):
+        raise InvalidInput(f"{name} must be a list of base64 strings, one JPEG or PNG image each")
+    decoded = []
+    for index, text in enumerate(images):
+        if not isinstance(text, str):
+            raise InvalidInput(f"{name}[{index}] is a JSON {type(text).__name__}, not a base64 string")
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError) as error:
+            raise InvalidInput(f"{name}[{index}] is not valid base64 ({error}): send the image file's bytes "
+                               "base64-encoded (standard alphabet, with padding)") from None
+    return decoded
 
 
 def check_image(data: bytes, name: str, max_pixels: int) -> None:

@@ -18,8 +18,6 @@ parameters.binary_data).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import struct
 import typing
@@ -151,12 +149,9 @@ def _images(tensor: dict, shape: list[int], raw: bytes | None) -> list[bytes]:
             raise InvalidInput(f"the binary images are not {shape[0]} elements, each a 4-byte length and its bytes")
         return images
     data = tensor.get("data")
-    if not isinstance(data, list) or len(data) != shape[0] or not all(isinstance(text, str) for text in data):
+    if not isinstance(data, list) or len(data) != shape[0]:
         raise InvalidInput(f"images' data must be {shape[0]} base64 strings, one JPEG or PNG image each")
-    try:
-        return [base64.b64decode(text, validate=True) for text in data]
-    except (binascii.Error, ValueError) as error:
-        raise InvalidInput(f"an element of images is not valid base64 ({error})") from None
+    return inputs.base64_images(data, "images")
 
 
 def _answer(model: SceneModel, request: dict, probabilities: np.ndarray) -> tuple[bytes, dict[str, str]]:

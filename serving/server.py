@@ -29,8 +29,6 @@ One log line per request (method, path, status, milliseconds), never a body.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hmac
 import ipaddress
@@ -51,7 +49,7 @@ import prometheus_client
 
 from core.config import ServingConfig
 from core.errors import UserError
-from serving import open_inference, openapi
+from serving import inputs, open_inference, openapi
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import SceneModel
 
@@ -240,7 +238,7 @@ def answer(model: SceneModel, body: bytes) -> tuple[bytes, int]:
     if given[0] in _PIXEL_FIELDS:
         probabilities = model.predict_pixels(request[given[0]], given[0])
     else:
-        probabilities = model.predict_images(_decoded_images(request["images"]))
+        probabilities = model.predict_images(inputs.base64_images(request["images"]))
     result: dict[str, typing.Any] = {"predictions": probabilities}
     if class_names:
         result["class_names"] = model.class_names
@@ -276,21 +274,6 @@ def _params(params, classes: int) -> tuple[bool, int]:
         raise InvalidInput(f"params.top_k must be a whole number from 1 to {classes} (the model's classes), "
                            f"not {top_k!r}")
     return class_names, top_k
-
-
-def _decoded_images(images) -> list[bytes]:
-    if not isinstance(images, list):
-        raise InvalidInput("images must be a list of base64 strings, one JPEG or PNG image each")
-    decoded = []
-    for index, text in enumerate(images):
-        if not isinstance(text, str):
-            raise InvalidInput(f"images[{index}] is a JSON {type(text).__name__}, not a base64 string")
-        try:
-            decoded.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError) as error:
-            raise InvalidInput(f"images[{index}] is not valid base64 ({error}): send the image file's bytes "
-                               "base64-encoded (standard alphabet, with padding)") from None
-    return decoded
 
 
 class _Handler(BaseHTTPRequestHandler):
