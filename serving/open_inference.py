@@ -50,6 +50,11 @@ def route(path: str) -> tuple[str, str | None] | None:
     return f"/v2/models/{{name}}{action or ''}", action
 
 
+def method(action: str | None) -> str:
+    """The method a model route with `action` (see route()) answers: POST for /infer, GET for the rest."""
+    return "POST" if action == "/infer" else "GET"
+
+
 def check_model(model: SceneModel, path: str) -> None:
     """UnknownModel unless the model path names `model` (and its version, where it names one)."""
     match = _MODEL_PATH.fullmatch(path)

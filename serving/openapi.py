@@ -27,7 +27,7 @@ _EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mOsWHC
 # The routes that never need the key.
 _OPEN = frozenset({"/ping", *open_inference.HEALTH})
 # The Open Inference Protocol's model routes (open_inference.route), and the method each answers.
-_MODEL_ROUTES = {f"/v2/models/{{name}}{version}{action}": "POST" if action == "/infer" else "GET"
+_MODEL_ROUTES = {f"/v2/models/{{name}}{version}{action}": open_inference.method(action)
                  for version in ("", "/versions/{version}") for action in ("", "/ready", "/infer")}
 
 

@@ -137,6 +137,14 @@ class ScoringServer(ThreadingHTTPServer):
             _LOG.exception("connection from %s:%s failed", *client_address[:2])
 
 
+def _method_of(path: str) -> str | None:
+    """The method `path` answers, or None where it is no route."""
+    if path in _ROUTES:
+        return _ROUTES[path]
+    model_route = open_inference.route(path)
+    return None if model_route is None else open_inference.method(model_route[1])
+
+
 def api_key(config: ServingConfig, environ: typing.Mapping[str, str] = os.environ) -> str | None:
     """The API key in the environment variable serving.api_key_env, or None where it is unset or empty;
     UserError where serving.host is not loopback and there is none."""
@@ -338,11 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         model_route = None if self.path == "/invocations" else open_inference.route(self.path)
         infers = model_route is not None and model_route[1] == "/infer"
         if self.path != "/invocations" and not infers:
-            if self.path in _ROUTES or model_route is not None:
-                self._send_wrong_method(_ROUTES.get(self.path, "GET"), close=True)
-            else:
-                self._send_error(404, f"there is no POST {self.path}: use POST /invocations or POST "
-                                      "/v2/models/NAME/infer", close=True)
+            self._refuse_method("POST /invocations or POST /v2/models/NAME/infer")
             return
         body = self._body()
         if body is None:
@@ -374,15 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
         """The standard methods no route answers (http.server would say 501, not implemented): 405 with the one
         the path answers, as for a POST to a GET route."""
         self._started = time.perf_counter()
-        if not self._authorized():
-            return
-        model_route = open_inference.route(self.path)
-        if self.path in _ROUTES or model_route is not None:
-            self._send_wrong_method(_ROUTES.get(self.path) or ("POST" if model_route[1] == "/infer" else "GET"),
-                                    close=True)
-        else:
-            self._send_error(404, f"there is no {self.command} {self.path}: use GET /ping, GET /openapi.json (every "
-                                  "route) or POST /invocations", close=True)
+        if self._authorized():
+            self._refuse_method("GET /ping, GET /openapi.json (every route) or POST /invocations")
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_QUERY = _other_method
 
@@ -408,6 +405,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_error(status, message, close=True,
                          headers={"WWW-Authenticate": 'Bearer realm="places"'} if status == 401 else None)
         return False
+
+    def _refuse_method(self, instead: str) -> None:
+        """405 with the method the path answers, or 404 where it is no route (`instead`: what to ask for); the
+        connection closes, its body unread."""
+        allowed = _method_of(self.path)
+        if allowed is not None:
+            self._send_wrong_method(allowed, close=True)
+        else:
+            self._send_error(404, f"there is no {self.command} {self.path}: use {instead}", close=True)
 
     def _send_wrong_method(self, allowed: str, close: bool = False) -> None:
         self._send_error(405, f"{self.path} answers {allowed} only, not {self.command}", close=close,
