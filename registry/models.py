@@ -94,12 +94,16 @@ class Registry:
                 raise
             return None
 
+    def reference(self, reference: str | None = None) -> str:
+        """`reference`, or model_name@champion where it is None."""
+        return reference or f"{self.model_name}@{CHAMPION_ALIAS}"
+
     def find(self, reference: str | None = None):
         """The MLflow ModelVersion that `reference` (default: model_name@champion) names; ModelNotFound says which
         versions and aliases there are instead, or how to register one."""
         from mlflow.exceptions import MlflowException
 
-        reference = reference or f"{self.model_name}@{CHAMPION_ALIAS}"
+        reference = self.reference(reference)
         name, alias, version = parse_reference(reference)
         try:
             if alias:

@@ -20,7 +20,7 @@ from tfx.utils.path_constants import SERVING_MODEL_DIR
 from core.config import Config
 from core.storage import join
 from data_schema import display_name
-from registry import CHAMPION_ALIAS, Registry, parse_reference
+from registry import Registry, parse_reference
 from serving import inputs
 
 _LOG = logging.getLogger(__name__)
@@ -103,7 +103,11 @@ def load(config: Config, reference: str | None = None) -> SceneModel:
     """The registered model `reference` (default: mlflow.model_name@champion), downloaded and loaded once per
     process: batch prediction's driver and its local-runner workers share it."""
     registry = Registry.from_config(config)
-    version = registry.find(reference)
+    return _load_version(config, registry, registry.find(reference))
+
+
+def _load_version(config: Config, registry: Registry, version) -> SceneModel:
+    """ModelVersion `version`, found in `registry`, downloaded and loaded."""
     model_dir = registry.download(version)
     return _loaded(join(model_dir, SERVING_MODEL_DIR), version.name, str(version.version),
                    config.ingest.max_image_pixels)
@@ -119,16 +123,17 @@ def follow(config: Config, reference: str | None, current: SceneModel,
     """Every serving.reload_s seconds until `stop`, load the version the alias `reference` (default:
     mlflow.model_name@champion) names, if it has moved off `current`, and hand it to `switch`. A version named by
     number never moves; nor does anything with reload_s 0. A failure is logged and the current model stays."""
-    reference = reference or f"{config.mlflow.model_name}@{CHAMPION_ALIAS}"
+    registry = Registry.from_config(config)
+    reference = registry.reference(reference)
     if config.serving.reload_s <= 0 or parse_reference(reference)[1] is None:
         return
     _LOG.info("following %s: the registry is asked every %g s whether it has moved", reference,
               config.serving.reload_s)
     while not stop.wait(config.serving.reload_s):
         try:
-            version = str(Registry.from_config(config).find(reference).version)
-            if version != current.version:
-                current = load(config, f"{current.name}/{version}")
+            version = registry.find(reference)
+            if str(version.version) != current.version:
+                current = _load_version(config, registry, version)
                 switch(current)
                 # The old version is answered by no one now; in the cache it would hold its graph's memory
                 # until later loads pushed it out.
