@@ -56,11 +56,15 @@ WARMUP_REQUESTS = 3
 SERVER_START_S = 300
 
 
-def summarise(durations: list[float], seconds: float, clients: int) -> dict:
+def percentiles(durations: list[float]) -> dict:
+    """How many calls took `durations` (seconds), and their p50 and p99 in milliseconds."""
     milliseconds = np.array(durations) * 1e3
-    return {"clients": clients, "requests": len(durations), "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
-            "p99_ms": round(float(np.percentile(milliseconds, 99)), 1),
-            "requests_per_s": round(len(durations) / seconds, 1)}
+    return {"requests": len(durations), "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
+            "p99_ms": round(float(np.percentile(milliseconds, 99)), 1)}
+
+
+def summarise(durations: list[float], seconds: float, clients: int) -> dict:
+    return {"clients": clients, **percentiles(durations), "requests_per_s": round(len(durations) / seconds, 1)}
 
 
 def load_test(new_clients: dict[str, typing.Callable[[], typing.Callable[[], None]]], clients: int, requests: int,
@@ -292,10 +296,7 @@ def measure_hot_swap(config: Config, scratch: Path, reload_s: float = 1.0) -> di
 
     def latency(since: float, until: float) -> dict:
         durations = [seconds for sent, seconds, ok in answers if since <= sent < until and ok]
-        milliseconds = np.array(durations) * 1e3
-        return {"requests": len(durations), "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
-                "p99_ms": round(float(np.percentile(milliseconds, 99)), 1),
-                "max_ms": round(float(milliseconds.max()), 1)}
+        return {**percentiles(durations), "max_ms": round(max(durations) * 1e3, 1)}
 
     return {"reload_s": reload_s, "switch_s_after_alias_moved": round(switched - moved, 1),
             "requests": len(answers), "failed_requests": sum(not ok for *_, ok in answers),
