@@ -14,9 +14,10 @@ import click
 
 from core import services as services_module
 from core import storage as storage_module
-from core.config import MODEL_NAMES, Config, load_config, with_flags
+from core.config import BEAM_RUNNERS, MODEL_NAMES, Config, load_config, with_flags
 from core.console import quiet_libraries, table
 from core.errors import UserError
+from ingestion.layouts import AUTO, FILE_LAYOUTS, FOLDERS, LAYOUTS
 
 
 class PlacesGroup(click.Group):
@@ -31,8 +32,8 @@ class PlacesGroup(click.Group):
             sys.exit(1)
 
 
-_RUNNER_HELP = ("Beam runner: local (in this process), flink (the cluster of `./places cluster up`), portable, "
-                "dataflow, spark [default: beam.runner].")
+_RUNNER_HELP = ("Beam runner: local runs in this process, flink on the cluster of `./places cluster up`; the others "
+                "are in the README, 'Runners' [default: beam.runner].")
 
 
 def config_of(ctx: click.Context) -> Config:
@@ -155,7 +156,7 @@ def cluster_status(ctx: click.Context) -> None:
 @click.option("--classes", default=None,
               help="'tutorial' (the 10 tutorial classes), 'all' (365) or names separated by commas "
                    "[default: data.classes].")
-@click.option("--layout", type=click.Choice(["folders", "places365-lists", "places365-small"]), default="folders",
+@click.option("--layout", type=click.Choice(FILE_LAYOUTS), default=FOLDERS,
               show_default=True, help="Folder layout to write (see README, 'Input layouts').")
 @click.option("--seed", type=int, default=None, help="Random seed; the same seed gives the same files "
                                                      "[default: data.sample_seed].")
@@ -206,13 +207,13 @@ def upload(ctx, source: Path, target: str, workers: int, mirror: bool) -> None:
                    "--tfds-data-dir) [default: data.raw_images_uri].")
 @click.option("--output", "output_uri", default=None,
               help="Where the TFRecords and manifest.json go [default: data.examples_uri].")
-@click.option("--layout", type=click.Choice(["auto", "folders", "places365-lists", "places365-small", "tfds"]),
-              default="auto", show_default=True, help="How the input is organised; auto detects it.")
+@click.option("--layout", type=click.Choice([AUTO, *LAYOUTS]),
+              default=AUTO, show_default=True, help="How the input is organised; auto detects it.")
 @click.option("--classes", default=None, help="Classes to keep, as for sample-data [default: data.classes].")
 @click.option("--tfds-data-dir", default=None,
               help="Local or mounted folder where TFDS prepared places365_small [default: data.tfds_data_dir; "
                    "empty: TFDS's default].")
-@click.option("--runner", default=None, help=_RUNNER_HELP)
+@click.option("--runner", type=click.Choice(BEAM_RUNNERS), default=None, help=_RUNNER_HELP)
 @click.pass_context
 def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, runner) -> None:
     """Turn images in blob storage (or TFDS's places365_small) into sharded GZIP TFRecords of tf.Example plus
@@ -241,7 +242,7 @@ def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, runner) -
 @click.option("--accuracy-floor", type=float, default=None,
               help="Overall eval accuracy (top-1, or top-5 when evaluation.blessing_metric says so) a model "
                    "needs to be blessed [default: evaluation.accuracy_floor].")
-@click.option("--runner", default=None, help=_RUNNER_HELP)
+@click.option("--runner", type=click.Choice(BEAM_RUNNERS), default=None, help=_RUNNER_HELP)
 @click.pass_context
 def run_command(ctx, model, epochs, accuracy_floor, runner) -> None:
     """Run the TFX pipeline over the ingested examples: validate, train, evaluate by category and register a
@@ -341,7 +342,7 @@ def predict(ctx, images: tuple[str, ...], reference: str | None, top_k: int | No
 @click.option("--format", "output_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True,
               help="File format of the predictions.")
 @click.option("--model", "reference", default=None, help=_MODEL_HELP)
-@click.option("--runner", default=None, help=_RUNNER_HELP)
+@click.option("--runner", type=click.Choice(BEAM_RUNNERS), default=None, help=_RUNNER_HELP)
 @click.pass_context
 def batch_predict(ctx, input_uri: str, output_uri: str, output_format: str, reference: str | None,
                   runner: str | None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing
 
-from core.config import Config, ConfigError
+from core.config import Config
 
 LOCAL = "local"
 FLINK = "flink"
@@ -63,6 +63,7 @@ def _whole_elements_only() -> None:
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
 
 
+# Every name of config.BeamRunner, which the config loader checks beam.runner against.
 _RUNNER_FLAGS: dict[str, typing.Callable[[Config], list[str]]] = {
     LOCAL: _local,
     FLINK: _flink,
@@ -75,11 +76,7 @@ _RUNNER_FLAGS: dict[str, typing.Callable[[Config], list[str]]] = {
 
 def beam_pipeline_args(config: Config) -> list[str]:
     """The Beam flags for config.beam.runner, then config.beam.extra_args as given."""
-    try:
-        flags = _RUNNER_FLAGS[config.beam.runner](config)
-    except KeyError:
-        raise ConfigError(f"beam.runner is '{config.beam.runner}'; use one of {', '.join(_RUNNER_FLAGS)}") from None
-    return [*flags, *config.beam.extra_args]
+    return [*_RUNNER_FLAGS[config.beam.runner](config), *config.beam.extra_args]
 
 
 def runs_locally(config: Config) -> bool:

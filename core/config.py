@@ -25,6 +25,11 @@ from core.errors import UserError
 
 PROJECT_ROOT = Path(os.environ.get("PLACES_ROOT", Path(__file__).resolve().parent.parent))
 EMULATOR_ACCOUNT = "devstoreaccount1"
+# The layouts that sample data is written in and ingestion reads from files (ingestion/layouts.py, by these names).
+FileLayout = typing.Literal["folders", "places365-lists", "places365-small"]
+# The Beam runners that core/beam.py has flags for (its _RUNNER_FLAGS, by these names).
+BeamRunner = typing.Literal["local", "flink", "portable", "dataflow", "spark"]
+BEAM_RUNNERS: tuple[str, ...] = typing.get_args(BeamRunner)
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,8 @@ class DataConfig:
     # Where raw images and ingested TFRecords live; {container} is StorageConfig.container.
     raw_images_uri: str = f"azfs://{EMULATOR_ACCOUNT}/{{container}}/raw"
     examples_uri: str = f"azfs://{EMULATOR_ACCOUNT}/{{container}}/examples"
-    # folders | places365-lists | places365-small: the layout `./places demo` writes its sample data in.
-    layout: str = "folders"
+    # The layout `./places demo` writes its sample data in.
+    layout: FileLayout = "folders"
     # Where TensorFlow Datasets prepared places365_small, for `./places ingest --input tfds:places365_small`:
     # a local or mounted folder at the same path on every Beam worker (TFDS does not read azfs://). Empty:
     # TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets.
@@ -80,14 +85,14 @@ class BeamConfig:
     # local: Beam's in-process runner (FnApiRunner); flink: the Flink cluster of `./places cluster up` (config.cluster);
     # portable: a Beam job service at job_endpoint (a Flink or Spark job server run elsewhere); dataflow: Google
     # Cloud Dataflow; spark: Beam's Spark runner (its master given in extra_args). See core/beam.py.
-    runner: str = "local"
+    runner: BeamRunner = "local"
     # Parallel workers for the local runner; 0 means one per CPU core.
     workers: int = 0
     job_endpoint: str = "localhost:8099"
     # portable, spark: where the Python SDK workers run (flink: always the cluster's worker pool). LOOPBACK: in
     # this process (a job server on this machine); EXTERNAL: a worker pool at environment_config (host:port);
     # DOCKER: Beam's SDK container.
-    environment_type: str = "LOOPBACK"
+    environment_type: typing.Literal["LOOPBACK", "EXTERNAL", "DOCKER", "PROCESS"] = "LOOPBACK"
     environment_config: str = ""
     # Extra Beam flags passed through unchanged, e.g. ["--region=europe-west1"].
     extra_args: tuple[str, ...] = ()

@@ -3,8 +3,9 @@ succeeded, a progress bar while the job runs (here, or on the Flink cluster), an
 one clear message.
 
 A job writes under <output>/.staging-<job id>/ (`staged`); the driver, once the job succeeded, copies what it
-wants kept to its final names (`publish`) and writes its own commit point (a manifest, a summary) last. The
-staging folder goes whether the job succeeded or not, so a failed job leaves the output as it was.
+wants kept to its final names (`publish`) and writes its own commit point (core/commit_point.py: a manifest,
+a summary) last. The staging folder goes whether the job succeeded or not, so a failed job leaves the output as
+it was.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ _REJECTED = beam.metrics.Metrics.counter("ingest", "files_rejected")
 _SKIPPED = beam.metrics.Metrics.counter("ingest", "images_skipped")
 
 
-def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto") -> Manifest:
+def ingest(config: Config, input_uri: str, output_uri: str, layout: str = layouts.AUTO) -> Manifest:
     """Ingest the images at `input_uri` into `output_uri` and return the manifest, once it is committed.
 
     IngestError where the input as a whole cannot be ingested; single bad files are rejected and listed in the
@@ -66,7 +66,7 @@ def ingest(config: Config, input_uri: str, output_uri: str, layout: str = "auto"
     # A tfds: input names a dataset, not a place: it stays as the user wrote it.
     input_uri = input_uri if layouts.is_tfds_input(input_uri) else canonical(input_uri)
     output_uri = canonical(output_uri)
-    layout = layouts.detect_layout(storage, input_uri) if layout == "auto" else layout
+    layout = layouts.detect_layout(storage, input_uri) if layout == layouts.AUTO else layout
     tasks = layouts.listing_tasks(storage, input_uri, layout, config.data.tfds_data_dir)
     storage.ensure_container(output_uri)
     with jobs.staged(storage, output_uri) as staging:

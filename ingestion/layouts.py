@@ -17,17 +17,19 @@ from __future__ import annotations
 import typing
 from pathlib import PurePosixPath
 
+from core.config import FileLayout
 from core.storage import NotFound, Storage, join
 from data_schema import category_key, folder_name
 from ingestion.manifest import IngestError
 
-FOLDERS = "folders"
-PLACES365_LISTS = "places365-lists"
-PLACES365_SMALL = "places365-small"
+# The layouts of image files in a folder or under a blob prefix (the ones sample_data can write), named in the
+# config's FileLayout so that data.layout is checked when the config is loaded.
+FILE_LAYOUTS: tuple[str, ...] = typing.get_args(FileLayout)
+FOLDERS, PLACES365_LISTS, PLACES365_SMALL = FILE_LAYOUTS
 TFDS = "tfds"
-# The layouts of image files in a folder or under a blob prefix (the ones sample_data can write).
-FILE_LAYOUTS = (FOLDERS, PLACES365_LISTS, PLACES365_SMALL)
 LAYOUTS = (*FILE_LAYOUTS, TFDS)
+# What `ingest` takes for "find the layout" (detect_layout).
+AUTO = "auto"
 # An input that names a TensorFlow Datasets dataset rather than a folder.
 TFDS_PREFIX = "tfds:"
 

@@ -10,10 +10,9 @@ names its own, so an ExampleGen can import them as they are.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 
+from core.commit_point import CommitPoint
 from core.console import table
 from core.errors import UserError
 from core.storage import NotFound, Storage, join
@@ -34,7 +33,7 @@ def split_folder(split: str) -> str:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(CommitPoint):
     schema_version: int
     # UTC, ISO 8601.
     created: str
@@ -62,17 +61,6 @@ class Manifest:
     @property
     def data_uri(self) -> str:
         return join(self.output_uri, self.data_folder)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Manifest":
-        """ValueError where `text` is not a manifest."""
-        try:
-            return cls(**json.loads(text))
-        except TypeError as error:
-            raise ValueError(f"its fields do not match ({error})") from None
 
     def summary(self) -> str:
         rows = [{"class": key, **{split: self.counts[key].get(split, 0) for split in SPLITS},

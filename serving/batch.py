@@ -21,7 +21,6 @@ not readable JPEG or PNG are rejected. Storage failing, or no image being readab
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime
 import io
 import json
@@ -38,6 +37,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from core import jobs
+from core.commit_point import CommitPoint
 from core.config import Config
 from core.console import table
 from core.errors import UserError
@@ -95,13 +95,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(CommitPoint):
     """summary.json: what one batch prediction wrote, and the commit point of its output."""
 
     # UTC, ISO 8601.
     created: str
     input_uri: str
     output_uri: str
+    # "predictions-<job id>", relative to output_uri.
+    folder: str
+    # Shards, relative to the folder.
+    files: list[str]
+    # Relative to the folder.
+    rejected_file: str
     model_name: str
     model_version: str
     # The order of each record's probabilities.
@@ -114,19 +120,10 @@ class Summary:
     # The first few {"source": ..., "reason": ...}; `rejected_file` lists them all.
     rejected_first: list[dict[str, str]]
     skipped: int
-    # "predictions-<job id>", relative to output_uri.
-    folder: str
-    # Shards, relative to the folder.
-    files: list[str]
-    # Relative to the folder.
-    rejected_file: str
 
     @property
     def folder_uri(self) -> str:
         return join(self.output_uri, self.folder)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
 
     def text(self) -> str:
         rows = [{"class": display_name(key), "images": count}
@@ -367,6 +364,6 @@ def _commit(storage: Storage, outcome: Outcome, model: SceneModel, input_uri: st
 def _committed_folder(storage: Storage, output_uri: str) -> str | None:
     """The folder the summary at `output_uri` names, if there is one."""
     try:
-        return json.loads(storage.read_text(join(output_uri, SUMMARY_FILE)))["folder"]
-    except (NotFound, ValueError, KeyError, TypeError):
+        return Summary.from_json(storage.read_text(join(output_uri, SUMMARY_FILE))).folder
+    except (NotFound, ValueError):
         return None

@@ -10,7 +10,7 @@ import pytest
 from apache_beam import coders as beam_coders
 
 from core.beam import beam_pipeline_args
-from core.config import Config, ConfigError, apply
+from core.config import BEAM_RUNNERS, Config, ConfigError, apply
 
 
 def test_local_runs_in_process_threads_one_per_core_by_default():
@@ -40,10 +40,14 @@ def test_cluster_runners_are_named(runner, flag):
     assert beam_pipeline_args(apply(Config(), {"beam.runner": runner}))[0] == flag
 
 
-def test_an_unknown_runner_lists_the_known_ones():
-    known = "local, flink, portable, dataflow, spark"
-    with pytest.raises(ConfigError, match=f"beam.runner is 'direct'; use one of {known}"):
-        beam_pipeline_args(apply(Config(), {"beam.runner": "direct"}))
+@pytest.mark.parametrize("runner", BEAM_RUNNERS)
+def test_every_runner_the_config_takes_has_its_flags(runner):
+    assert beam_pipeline_args(apply(Config(), {"beam.runner": runner}))[0].startswith("--runner=")
+
+
+def test_an_unknown_runner_lists_the_known_ones_when_the_config_is_read():
+    with pytest.raises(ConfigError, match="'beam.runner' takes one of local, flink, portable, dataflow, spark"):
+        apply(Config(), {"beam.runner": "direct"})
 
 
 class _PausesMidElement(str):

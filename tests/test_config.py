@@ -36,6 +36,9 @@ def test_launcher_variables_are_not_settings():
     ("beam=local", "is a section"),
     ("beam.workers", "section.field=value"),
     ("training.model=resnet", "'training.model' takes one of seed_cnn, better_cnn, got 'resnet'"),
+    ("beam.runner=direct", "'beam.runner' takes one of local, flink, portable, dataflow, spark, got 'direct'"),
+    ("beam.environment_type=docker", "'beam.environment_type' takes one of LOOPBACK, EXTERNAL, DOCKER, PROCESS"),
+    ("data.layout=flat", "'data.layout' takes one of folders, places365-lists, places365-small, got 'flat'"),
 ])
 def test_bad_settings_name_the_setting(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -25,6 +25,7 @@ import org.apache.beam.vendor.grpc.v1p60p1.io.grpc.BindableService;
 import org.apache.beam.vendor.grpc.v1p60p1.io.grpc.Server;
 import org.apache.beam.vendor.grpc.v1p60p1.io.grpc.ServerInterceptors;
 import org.apache.beam.vendor.grpc.v1p60p1.io.grpc.netty.NettyServerBuilder;
+import org.apache.beam.vendor.grpc.v1p60p1.io.netty.channel.ServerChannel;
 import org.apache.beam.vendor.grpc.v1p60p1.io.netty.channel.epoll.EpollEventLoopGroup;
 import org.apache.beam.vendor.grpc.v1p60p1.io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import org.apache.beam.vendor.grpc.v1p60p1.io.netty.channel.epoll.EpollServerSocketChannel;
@@ -90,6 +91,14 @@ public abstract class ServerFactory {
     return builder.build().start();
   }
 
+  /** A builder on Netty's native epoll transport, whose server sockets are of type `channel`. */
+  private static NettyServerBuilder epoll(SocketAddress address, Class<? extends ServerChannel> channel) {
+    return NettyServerBuilder.forAddress(address)
+        .channelType(channel)
+        .workerEventLoopGroup(new EpollEventLoopGroup())
+        .bossEventLoopGroup(new EpollEventLoopGroup());
+  }
+
   private static InetSocketAddress inetAddressOf(Endpoints.ApiServiceDescriptor descriptor) {
     SocketAddress address = SocketAddressFactory.createFrom(descriptor.getUrl());
     if (!(address instanceof InetSocketAddress)) {
@@ -108,12 +117,16 @@ public abstract class ServerFactory {
       this.portSupplier = portSupplier;
     }
 
+    /** The builder of a server at `address`: Netty's default transport here, epoll in the subclass. */
+    NettyServerBuilder builderFor(InetSocketAddress address) {
+      return NettyServerBuilder.forAddress(address);
+    }
+
     @Override
     public Server allocateAddressAndCreate(
         List<BindableService> services, Endpoints.ApiServiceDescriptor.Builder builder) throws IOException {
       InetAddress loopback = InetAddress.getLoopbackAddress();
-      Server server =
-          start(NettyServerBuilder.forAddress(new InetSocketAddress(loopback, portSupplier.get())), services);
+      Server server = start(builderFor(new InetSocketAddress(loopback, portSupplier.get())), services);
       builder.setUrl(urlFactory.createUrl(loopback.getHostAddress(), server.getPort()));
       return server;
     }
@@ -121,43 +134,23 @@ public abstract class ServerFactory {
     @Override
     public Server create(List<BindableService> services, Endpoints.ApiServiceDescriptor descriptor)
         throws IOException {
-      return start(NettyServerBuilder.forAddress(inetAddressOf(descriptor)), services);
+      return start(builderFor(inetAddressOf(descriptor)), services);
     }
   }
 
-  static class EpollSocketServerFactory extends ServerFactory {
-    private static NettyServerBuilder epoll(InetSocketAddress address) {
-      return NettyServerBuilder.forAddress(address)
-          .channelType(EpollServerSocketChannel.class)
-          .workerEventLoopGroup(new EpollEventLoopGroup())
-          .bossEventLoopGroup(new EpollEventLoopGroup());
+  static class EpollSocketServerFactory extends InetSocketAddressServerFactory {
+    EpollSocketServerFactory() {
+      super(UrlFactory.createDefault(), () -> 0);
     }
 
     @Override
-    public Server allocateAddressAndCreate(
-        List<BindableService> services, Endpoints.ApiServiceDescriptor.Builder builder) throws IOException {
-      InetAddress loopback = InetAddress.getLoopbackAddress();
-      Server server = start(epoll(new InetSocketAddress(loopback, 0)), services);
-      builder.setUrl(UrlFactory.createDefault().createUrl(loopback.getHostAddress(), server.getPort()));
-      return server;
-    }
-
-    @Override
-    public Server create(List<BindableService> services, Endpoints.ApiServiceDescriptor descriptor)
-        throws IOException {
-      return start(epoll(inetAddressOf(descriptor)), services);
+    NettyServerBuilder builderFor(InetSocketAddress address) {
+      return epoll(address, EpollServerSocketChannel.class);
     }
   }
 
   static class EpollDomainSocketServerFactory extends ServerFactory {
     private static final String UNIX_PREFIX = "unix://";
-
-    private static NettyServerBuilder epoll(DomainSocketAddress address) {
-      return NettyServerBuilder.forAddress(address)
-          .channelType(EpollServerDomainSocketChannel.class)
-          .workerEventLoopGroup(new EpollEventLoopGroup())
-          .bossEventLoopGroup(new EpollEventLoopGroup());
-    }
 
     @Override
     public Server allocateAddressAndCreate(
@@ -166,7 +159,7 @@ public abstract class ServerFactory {
       // The server creates the socket file itself; the temporary file only reserved a unique name.
       Files.delete(socket.toPath());
       socket.deleteOnExit();
-      Server server = start(epoll(new DomainSocketAddress(socket)), services);
+      Server server = start(epoll(new DomainSocketAddress(socket), EpollServerDomainSocketChannel.class), services);
       builder.setUrl(UNIX_PREFIX + socket.getAbsolutePath());
       return server;
     }
@@ -179,7 +172,7 @@ public abstract class ServerFactory {
         throw new IllegalArgumentException(
             "this server factory serves unix:// socket addresses, not " + descriptor.getUrl());
       }
-      return start(epoll((DomainSocketAddress) address), services);
+      return start(epoll(address, EpollServerDomainSocketChannel.class), services);
     }
   }
 }
