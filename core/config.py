@@ -35,8 +35,8 @@ BEAM_RUNNERS: tuple[str, ...] = typing.get_args(BeamRunner)
 @dataclass(frozen=True)
 class StorageConfig:
     """[storage]: the blob storage account and container; the credentials stay in the environment."""
-    # Used only while AZURE_STORAGE_CONNECTION_STRING is unset: then blob storage is the local emulator.
-    emulator_host: str = "127.0.0.1"
+    # The local emulator's port, at services.host like the other local services; used only while
+    # AZURE_STORAGE_CONNECTION_STRING is unset (then blob storage is the emulator).
     emulator_port: int = 10000
     container: str = "places"
     # Seconds before a blob request counts as failed, and how often it is retried; small numbers turn

@@ -52,7 +52,7 @@ class ObjectInfo:
 
 
 def emulator_connection_string(config: Config) -> str:
-    host, port = config.storage.emulator_host, config.storage.emulator_port
+    host, port = config.services.host, config.storage.emulator_port
     return (f"DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};"
             f"BlobEndpoint=http://{host}:{port}/{EMULATOR_ACCOUNT};")
 

@@ -5,13 +5,19 @@ from pathlib import Path
 import pytest
 
 from core.config import Config, ConfigError, load_config
+from core.storage import emulator_connection_string
 
 
 def test_defaults_run_against_the_local_emulator():
     config = load_config(environ={})
-    assert config.storage.emulator_host == "127.0.0.1"
+    assert "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;" in emulator_connection_string(config)
     assert config.uri(config.data.raw_images_uri) == "azfs://devstoreaccount1/places/raw"
     assert config.beam.runner == "local"
+
+
+def test_the_emulator_is_reached_where_the_services_listen():
+    config = load_config(overrides=["services.host=127.0.0.2", "storage.emulator_port=10100"], environ={})
+    assert "BlobEndpoint=http://127.0.0.2:10100/devstoreaccount1;" in emulator_connection_string(config)
 
 
 def test_file_then_environment_then_flags_override_in_that_order(tmp_path: Path):
