@@ -25,6 +25,33 @@ from core.errors import UserError
 
 PROJECT_ROOT = Path(os.environ.get("PLACES_ROOT", Path(__file__).resolve().parent.parent))
 EMULATOR_ACCOUNT = "devstoreaccount1"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The bounds of a number setting, checked when the config is read: typing.Annotated[int, Range(1)]."""
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+
+    def admits(self, number: float) -> bool:
+        if self.minimum is not None and (number <= self.minimum if self.exclusive_minimum else number < self.minimum):
+            return False
+        return self.maximum is None or number <= self.maximum
+
+    def __str__(self) -> str:
+        if self.maximum is None:
+            return f"{'above' if self.exclusive_minimum else 'of at least'} {self.minimum:g}"
+        return f"from {self.minimum:g} to {self.maximum:g}"
+
+
+# The number settings' kinds: a setting whose 0 means something ("0: one per CPU core") is NonNegative.
+Port = typing.Annotated[int, Range(1, 65535)]
+Positive = typing.Annotated[int, Range(1)]
+NonNegative = typing.Annotated[int, Range(0)]
+Percent = typing.Annotated[int, Range(0, 100)]
+Fraction = typing.Annotated[float, Range(0, 1)]
+
 # The layouts that sample data is written in and ingestion reads from files (ingestion/layouts.py, by these names).
 FileLayout = typing.Literal["folders", "places365-lists", "places365-small"]
 # The Beam runners that core/beam.py has flags for (its _RUNNER_FLAGS, by these names).
@@ -37,12 +64,12 @@ class StorageConfig:
     """[storage]: the blob storage account and container; the credentials stay in the environment."""
     # The local emulator's port, at services.host like the other local services; used only while
     # AZURE_STORAGE_CONNECTION_STRING is unset (then blob storage is the emulator).
-    emulator_port: int = 10000
+    emulator_port: Port = 10000
     container: str = "places"
     # Seconds before a blob request counts as failed, and how often it is retried; small numbers turn
     # "storage went away" into a clear error within a minute instead of a long hang.
-    timeout_s: int = 30
-    retries: int = 3
+    timeout_s: Positive = 30
+    retries: NonNegative = 3
 
 
 @dataclass(frozen=True)
@@ -60,8 +87,8 @@ class DataConfig:
     # TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets.
     tfds_data_dir: str = ""
     # Percentage of images that land in the eval split, chosen by a hash of each source path.
-    eval_percent: int = 20
-    sample_images_per_class: int = 200
+    eval_percent: Percent = 20
+    sample_images_per_class: Positive = 200
     sample_seed: int = 365
 
 
@@ -69,14 +96,14 @@ class DataConfig:
 class IngestConfig:
     """[ingest]: what an image must be to be ingested, and how the TFRecord shards are written."""
     # Images with more pixels are rejected unread (decompression bombs); larger ones are decoded at reduced size.
-    max_image_pixels: int = 100_000_000
-    max_image_bytes: int = 64 * 1024 * 1024
-    jpeg_quality: int = 95
+    max_image_pixels: Positive = 100_000_000
+    max_image_bytes: Positive = 64 * 1024 * 1024
+    jpeg_quality: typing.Annotated[int, Range(1, 100)] = 95
     # Most images per TFRecord shard; each worker's last shard of a split holds the rest.
-    images_per_shard: int = 2000
+    images_per_shard: Positive = 2000
     # Processes beside each Beam worker that read and convert images (ingestion/conversion_pool.py); 0: one per
     # CPU core.
-    conversion_processes: int = 0
+    conversion_processes: NonNegative = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +114,7 @@ class BeamConfig:
     # Cloud Dataflow; spark: Beam's Spark runner (its master given in extra_args). See core/beam.py.
     runner: BeamRunner = "local"
     # Parallel workers for the local runner; 0 means one per CPU core.
-    workers: int = 0
+    workers: NonNegative = 0
     job_endpoint: str = "localhost:8099"
     # portable, spark: where the Python SDK workers run (flink: always the cluster's worker pool). LOOPBACK: in
     # this process (a job server on this machine); EXTERNAL: a worker pool at environment_config (host:port);
@@ -102,28 +129,28 @@ class BeamConfig:
 class ClusterConfig:
     """The Flink cluster `./places cluster up` starts for beam.runner = "flink" (see core/cluster.py)."""
     # Flink TaskManagers started on this machine, each a JVM of its own.
-    taskmanagers: int = 2
+    taskmanagers: Positive = 2
     # Two slots each, so that when one TaskManager dies its job restarts on the slots the others have left.
-    slots_per_taskmanager: int = 2
+    slots_per_taskmanager: Positive = 2
     # Slots a job uses; 0 means one per TaskManager.
-    parallelism: int = 0
+    parallelism: NonNegative = 0
     # Flink's total process memory per JVM. SDK workers (Python) run outside it, in the worker pool.
     taskmanager_memory: str = "2048m"
     jobmanager_memory: str = "1024m"
     # Flink's REST API and web UI, and the JobManager's RPC port that TaskManagers register at.
-    rest_port: int = 8081
-    jobmanager_rpc_port: int = 6123
+    rest_port: Port = 8081
+    jobmanager_rpc_port: Port = 6123
     # Beam's Flink job server: the job API that pipelines are submitted to, and its artifact staging service.
-    job_port: int = 8099
-    artifact_port: int = 8098
+    job_port: Port = 8099
+    artifact_port: Port = 8098
     # The SDK worker pool (Beam's EXTERNAL environment) the TaskManagers start Python workers from.
-    worker_pool_port: int = 50000
+    worker_pool_port: Port = 50000
     # An existing Flink cluster's REST address (host:port): `cluster up` then starts only the job server and the
     # worker pool, and submits there. Empty: the local cluster that `cluster up` starts.
     flink_master: str = ""
     # How often Flink restarts a failed job (a lost TaskManager) before it gives up, and the pause between.
-    restart_attempts: int = 3
-    restart_delay_s: int = 5
+    restart_attempts: NonNegative = 3
+    restart_delay_s: NonNegative = 5
 
 
 @dataclass(frozen=True)
@@ -131,13 +158,13 @@ class ServicesConfig:
     """[services]: the address the local services (Azurite, MLflow, the Flink cluster) listen on."""
     host: str = "127.0.0.1"
     # Seconds to wait for a service to answer after starting it (MLflow's server takes a minute on a busy laptop).
-    start_timeout_s: int = 240
+    start_timeout_s: Positive = 240
 
 
 @dataclass(frozen=True)
 class MlflowConfig:
     """[mlflow]: the local tracking server, the experiment and the registered model."""
-    port: int = 5000
+    port: Port = 5000
     experiment: str = "places365-scenes"
     # The MLflow Model Registry name the Pusher registers blessed models under, with the alias `champion`.
     model_name: str = "places365-scenes"
@@ -157,24 +184,24 @@ class TrainingConfig:
     # better_cnn (the default) or seed_cnn (exactly the tutorial's network); see components/trainer/model.py.
     model: ModelName = "better_cnn"
     # The tutorial's: 20 epochs of batches of 32, Adam at Keras' default learning rate.
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 0.001
+    epochs: Positive = 20
+    batch_size: Positive = 32
+    learning_rate: typing.Annotated[float, Range(0, exclusive_minimum=True)] = 0.001
     # For shuffling, weight initialisation, dropout and augmentation.
     seed: int = 42
     # Memory for decoded images (196 KB each, 128 x 128 x 3 float32): where the train and eval images fit,
     # they stay in memory after the first epoch (about 10,000 images in the default); larger data sets, such as
     # the full Places365, stream from the shards every epoch in the same, flat, memory. 0: always stream.
-    image_cache_mb: int = 2048
+    image_cache_mb: NonNegative = 2048
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     """[evaluation]: when the Evaluator blesses a model for the Pusher."""
     # Blessing needs overall eval accuracy at least this high...
-    accuracy_floor: float = 0.5
+    accuracy_floor: Fraction = 0.5
     # ...and no lower than the champion's minus this much (0: no regression at all).
-    max_regression: float = 0.0
+    max_regression: Fraction = 0.0
     # The overall metric both checks apply to: "top1" (the most probable class is right) or "top5" (the right
     # class is among the 5 most probable; needs more than 5 classes).
     blessing_metric: typing.Literal["top1", "top5"] = "top1"
@@ -198,7 +225,7 @@ class ServingConfig:
     # `./places serve` listens at this address and port. Any address but loopback needs an API key (below); to
     # reach the server from elsewhere without one, put a reverse proxy in front of it (README, "Serving").
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     # The environment variable that holds the API key clients send as `Authorization: Bearer <key>` (the key
     # itself is a secret and never lives here). Once it is set, every route but the health checks (/ping,
     # /v2/health/*) needs it, on any address.
@@ -208,14 +235,14 @@ class ServingConfig:
     tls_key_file: str = ""
     # Larger request bodies are refused (413) before they are read. One tutorial-format image is about 1 MB of
     # JSON, so this admits about 15 per request; parsing takes a few times the body's size in memory.
-    max_request_bytes: int = 16 * 1024 * 1024
+    max_request_bytes: Positive = 16 * 1024 * 1024
     # How many of the most probable classes `./places predict` shows per image.
-    top_k: int = 3
+    top_k: Positive = 3
     # Images per model call in `./places batch-predict`.
-    batch_size: int = 32
+    batch_size: Positive = 32
     # Served by alias (NAME@champion, the default), `./places serve` asks the registry this often, in seconds,
     # whether the alias has moved; a new version loads beside the old, which answers until the switch. 0: never.
-    reload_s: float = 30.0
+    reload_s: typing.Annotated[float, Range(0)] = 30.0
 
 
 @dataclass(frozen=True)
@@ -304,12 +331,19 @@ def _set(obj, path: list[str], value, dotted: str):
         return dataclasses.replace(obj, **{path[0]: _set(current, path[1:], value, dotted)})
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"setting '{dotted}' is a section; set one of its fields, e.g. {dotted}.<field>")
-    hint = typing.get_type_hints(type(obj))[path[0]]
+    hint = typing.get_type_hints(type(obj), include_extras=True)[path[0]]
     return dataclasses.replace(obj, **{path[0]: _coerce(value, hint, dotted)})
 
 
 def _coerce(value, hint, dotted: str):
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        number_type, *bounds = typing.get_args(hint)
+        number = _coerce(value, number_type, dotted)
+        for bound in bounds:
+            if isinstance(bound, Range) and not bound.admits(number):
+                raise ConfigError(f"setting '{dotted}' takes {_KIND_OF[number_type]} {bound}, got '{value}'")
+        return number
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
             raise ConfigError(f"setting '{dotted}' takes one of {', '.join(typing.get_args(hint))}, got '{value}'")
@@ -333,8 +367,11 @@ def _coerce(value, hint, dotted: str):
         if origin in (typing.Union, types.UnionType):
             return None if value in (None, "", "none") else _coerce(value, typing.get_args(hint)[0], dotted)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting '{dotted}' needs a {getattr(hint, '__name__', hint)}, got '{value}'") from None
+        raise ConfigError(f"setting '{dotted}' needs {_KIND_OF.get(hint, hint)}, got '{value}'") from None
     raise ConfigError(f"setting '{dotted}' has a type this loader does not know: {hint}")
+
+
+_KIND_OF = {int: "a whole number", float: "a number", bool: "true or false", str: "text", Path: "a path"}
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -38,7 +38,13 @@ def test_launcher_variables_are_not_settings():
 
 @pytest.mark.parametrize("override, message", [
     ("beam.wrokers=2", "unknown setting 'beam.wrokers'"),
-    ("beam.workers=many", "needs a int"),
+    ("beam.workers=many", "'beam.workers' needs a whole number, got 'many'"),
+    ("beam.workers=-1", "'beam.workers' takes a whole number of at least 0, got '-1'"),
+    ("training.epochs=0", "'training.epochs' takes a whole number of at least 1, got '0'"),
+    ("training.learning_rate=0", "'training.learning_rate' takes a number above 0, got '0'"),
+    ("serving.port=80800", "'serving.port' takes a whole number from 1 to 65535, got '80800'"),
+    ("evaluation.accuracy_floor=64", "'evaluation.accuracy_floor' takes a number from 0 to 1, got '64'"),
+    ("data.eval_percent=120", "'data.eval_percent' takes a whole number from 0 to 100, got '120'"),
     ("beam=local", "is a section"),
     ("beam.workers", "section.field=value"),
     ("training.model=resnet", "'training.model' takes one of seed_cnn, better_cnn, got 'resnet'"),
