@@ -364,6 +364,6 @@ def _commit(storage: Storage, outcome: Outcome, model: SceneModel, input_uri: st
 def _committed_folder(storage: Storage, output_uri: str) -> str | None:
     """The folder the summary at `output_uri` names, if there is one."""
     try:
-        return Summary.from_json(storage.read_text(join(output_uri, SUMMARY_FILE))).folder
-    except (NotFound, ValueError):
+        return json.loads(storage.read_text(join(output_uri, SUMMARY_FILE)))["folder"]
+    except (NotFound, ValueError, KeyError, TypeError):
         return None
