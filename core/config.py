@@ -30,14 +30,13 @@ EMULATOR_ACCOUNT = "devstoreaccount1"
 @dataclass(frozen=True)
 class Range:
     """The bounds of a number setting, checked when the config is read: typing.Annotated[int, Range(1)]."""
-    minimum: float | None = None
+    minimum: float
     maximum: float | None = None
     exclusive_minimum: bool = False
 
     def admits(self, number: float) -> bool:
-        if self.minimum is not None and (number <= self.minimum if self.exclusive_minimum else number < self.minimum):
-            return False
-        return self.maximum is None or number <= self.maximum
+        above_minimum = number > self.minimum if self.exclusive_minimum else number >= self.minimum
+        return above_minimum and (self.maximum is None or number <= self.maximum)
 
     def __str__(self) -> str:
         if self.maximum is None:
