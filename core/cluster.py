@@ -406,16 +406,22 @@ def job_failed(config: Config, what: str, failure: Exception) -> str:
 _USER_COUNTER = "beam:metric:user:sum_int64:v1"
 
 
-def job_counters(config: Config, job_name: str, namespace: str) -> dict[str, int] | None:
+def job_counters(config: Config, job_name: str, namespace: str, *, final: bool = False) -> dict[str, int] | None:
     """The Beam counters of `namespace` that Flink has collected so far for the job named `job_name` (summed over
     its tasks), or None while Flink does not list that job. Flink gathers them from the TaskManagers' heartbeats.
+
+    With `final`, for a job that has just ended, the answer waits (a few seconds at most) until Flink's REST API
+    answers from the ended job: it keeps a job's execution graph for `web.refresh-interval`, so a read just after
+    the end can still show the counters of a heartbeat before the last tasks reported theirs.
     """
     listed = _rest_or_none(config, "/jobs/overview")
     matching = [job for job in (listed or {}).get("jobs", []) if job["name"] == job_name]
     if not matching:
         return None
-    newest = max(matching, key=lambda job: job["start-time"])
-    answer = _rest_or_none(config, f"/jobs/{newest['jid']}/accumulators") or {}
+    jid = max(matching, key=lambda job: job["start-time"])["jid"]
+    if final:
+        _wait_for_ended_graph(config, jid)
+    answer = _rest_or_none(config, f"/jobs/{jid}/accumulators") or {}
     counters: dict[str, int] = {}
     for accumulator in answer.get("user-task-accumulators", []):
         if accumulator.get("type") != "MetricsAccumulator":
@@ -425,6 +431,21 @@ def job_counters(config: Config, job_name: str, namespace: str) -> dict[str, int
             if info.get("urn") == _USER_COUNTER and labels.get("NAMESPACE") == namespace:
                 counters[labels["NAME"]] = counters.get(labels["NAME"], 0) + _varint(info["payload"])
     return counters
+
+
+_ENDED_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"})
+
+
+def _wait_for_ended_graph(config: Config, jid: str, patience_s: float = 10.0) -> None:
+    """Returns once /jobs/{jid} answers with an ended state: the job's accumulators are served from the same
+    cached graph, so from then on they are the job's last ones. Gives up after `patience_s` (a cluster whose
+    refresh interval is longer, or a REST API gone quiet), leaving the caller with the latest figures it has."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        details = _rest_or_none(config, f"/jobs/{jid}")
+        if details is not None and details.get("state") in _ENDED_STATES:
+            return
+        time.sleep(0.25)
 
 
 def _varint(payload: str) -> int:

@@ -239,8 +239,8 @@ def _cluster_progress(config: Config, name: str, desc: str, unit: str):
 
     stopped = threading.Event()
 
-    def update(bar) -> None:
-        counters = cluster.job_counters(config, name, _METRICS_NAMESPACE)
+    def update(bar, final: bool = False) -> None:
+        counters = cluster.job_counters(config, name, _METRICS_NAMESPACE, final=final)
         if counters is not None:
             bar.total = counters.get(_LISTED.metric_name.name) or None
             bar.n = counters.get(_PROCESSED.metric_name.name, 0)
@@ -258,4 +258,4 @@ def _cluster_progress(config: Config, name: str, desc: str, unit: str):
         finally:
             stopped.set()
             follower.join()
-        update(bar)
+        update(bar, final=True)
