@@ -144,12 +144,12 @@ class ClusterConfig:
     artifact_port: Port = 8098
     # The SDK worker pool (Beam's EXTERNAL environment) the TaskManagers start Python workers from.
     worker_pool_port: Port = 50000
-    # An existing Flink cluster's REST address (host:port): `cluster up` then starts only the job server and the
-    # worker pool, and submits there. Empty: the local cluster that `cluster up` starts.
-    flink_master: str = ""
     # How often Flink restarts a failed job (a lost TaskManager) before it gives up, and the pause between.
     restart_attempts: NonNegative = 3
     restart_delay_s: NonNegative = 5
+    # An existing Flink cluster's REST address (host:port): `cluster up` then starts only the job server and the
+    # worker pool, and submits there. Empty: the local cluster that `cluster up` starts.
+    flink_master: str = ""
 
 
 @dataclass(frozen=True)
