@@ -193,6 +193,17 @@ def _rest_or_none(config: Config, path: str) -> typing.Any:
         return None
 
 
+def _rest_until(config: Config, path: str, accepted: typing.Callable[[typing.Any], bool], seconds: float) -> bool:
+    """Asks Flink's REST API at `path` four times a second until `accepted(answer)`; False after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answer = _rest_or_none(config, path)
+        if answer is not None and accepted(answer):
+            return True
+        time.sleep(0.25)
+    return False
+
+
 def taskmanager_ids(config: Config) -> list[str]:
     """The TaskManagers registered with the JobManager whose slots it counts."""
     answer = _rest_or_none(config, "/taskmanagers")
@@ -353,11 +364,9 @@ def up(config: Config, report: typing.Callable[[str], None] = print) -> None:
 def _wait_for_slots(config: Config) -> None:
     """Until the JobManager counts every TaskManager's slots (a TaskManager reports them just after registering)."""
     expected = config.cluster.taskmanagers * config.cluster.slots_per_taskmanager
-    deadline = time.monotonic() + config.services.start_timeout_s
-    while time.monotonic() < deadline:
-        if (_rest_or_none(config, "/overview") or {}).get("slots-total", 0) >= expected:
-            return
-        time.sleep(0.25)
+    if _rest_until(config, "/overview", lambda overview: overview.get("slots-total", 0) >= expected,
+                   config.services.start_timeout_s):
+        return
     raise ClusterError(f"the JobManager at {web_ui(config)} counts fewer than the {expected} slots of "
                        f"{config.cluster.taskmanagers} TaskManagers after {config.services.start_timeout_s} s; "
                        f"see {config.state_dir / 'logs'}/flink-taskmanager-*.log")
@@ -404,6 +413,7 @@ def job_failed(config: Config, what: str, failure: Exception) -> str:
 
 
 _USER_COUNTER = "beam:metric:user:sum_int64:v1"
+_ENDED_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"})
 
 
 def job_counters(config: Config, job_name: str, namespace: str, *, final: bool = False) -> dict[str, int] | None:
@@ -420,7 +430,9 @@ def job_counters(config: Config, job_name: str, namespace: str, *, final: bool =
         return None
     jid = max(matching, key=lambda job: job["start-time"])["jid"]
     if final:
-        _wait_for_ended_graph(config, jid)
+        # /jobs/{jid} is answered from the same cached graph as the accumulators: once it says the job ended, they
+        # are the job's last ones. A cluster that caches the graph longer leaves the latest figures there are.
+        _rest_until(config, f"/jobs/{jid}", lambda details: details.get("state") in _ENDED_STATES, 10.0)
     answer = _rest_or_none(config, f"/jobs/{jid}/accumulators") or {}
     counters: dict[str, int] = {}
     for accumulator in answer.get("user-task-accumulators", []):
@@ -431,21 +443,6 @@ def job_counters(config: Config, job_name: str, namespace: str, *, final: bool =
             if info.get("urn") == _USER_COUNTER and labels.get("NAMESPACE") == namespace:
                 counters[labels["NAME"]] = counters.get(labels["NAME"], 0) + _varint(info["payload"])
     return counters
-
-
-_ENDED_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"})
-
-
-def _wait_for_ended_graph(config: Config, jid: str, patience_s: float = 10.0) -> None:
-    """Returns once /jobs/{jid} answers with an ended state: the job's accumulators are served from the same
-    cached graph, so from then on they are the job's last ones. Gives up after `patience_s` (a cluster whose
-    refresh interval is longer, or a REST API gone quiet), leaving the caller with the latest figures it has."""
-    deadline = time.monotonic() + patience_s
-    while time.monotonic() < deadline:
-        details = _rest_or_none(config, f"/jobs/{jid}")
-        if details is not None and details.get("state") in _ENDED_STATES:
-            return
-        time.sleep(0.25)
 
 
 def _varint(payload: str) -> int:
