@@ -30,6 +30,11 @@ def champion(mlflow_server: Config, tmp_path_factory) -> Config:
     return register_champion(config, tmp_path_factory.mktemp("champion"), "batch-predict-tests")
 
 
+# An image's probabilities in a batch of 4 and alone come from kernels that sum in another order, so they agree
+# to float32's relative precision after the network's layers, not to the last digit (CI saw 1.1e-6 on 0.367).
+SAME_PROBABILITIES = {"rtol": 1e-5, "atol": 1e-6}
+
+
 def encoded(seed: int, size: tuple[int, int], image_format: str) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -89,10 +94,10 @@ def test_every_good_image_gets_one_record_with_the_model_in_process_probabilitie
     assert sorted(record["source"] for record in records) == sorted(join(images, path) for path in GOOD)
     for record in records:
         expected = model.predict_images([GOOD[record["source"][len(images) + 1:]]])[0]
-        np.testing.assert_allclose(record["probabilities"], expected, atol=1e-6)
+        np.testing.assert_allclose(record["probabilities"], expected, **SAME_PROBABILITIES)
         assert record["class"] == TUTORIAL_CLASSES[int(np.argmax(expected))]
         assert record["class_display_name"] == display_name(record["class"])
-        assert record["probability"] == pytest.approx(float(expected.max()), abs=1e-6)
+        assert record["probability"] == pytest.approx(float(expected.max()), rel=1e-5, abs=1e-6)
         assert (record["model_name"], record["model_version"]) == ("batch-predict-tests", "1")
 
 
@@ -127,7 +132,8 @@ def test_parquet_holds_the_same_records_and_a_rerun_replaces_the_previous_output
     records = read_records(storage, summary)
     assert len(records) == len(GOOD)
     for record in records:
-        np.testing.assert_allclose(record["probabilities"], by_source[record["source"]]["probabilities"], atol=1e-6)
+        np.testing.assert_allclose(record["probabilities"], by_source[record["source"]]["probabilities"],
+                                   **SAME_PROBABILITIES)
         assert record["class"] == by_source[record["source"]]["class"]
     names = [item.uri[len(output) + 1:] for item in storage.list(output)]
     assert not any(name.startswith((replaced.folder, ".staging-")) for name in names)
