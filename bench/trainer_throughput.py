@@ -134,7 +134,8 @@ def measure_accuracy(model_name: str, split_dir: Path, run_dir: Path, epochs: in
             train_files=[str(split_dir / "Split-train" / "*")], eval_files=[str(split_dir / "Split-eval" / "*")],
             serving_model_dir=str(run_dir / "serving_model"), model_run_dir=str(run_dir / "model_run"),
             custom_config=to_custom_config(
-                TrainingConfig(model=model_name, epochs=epochs, batch_size=BATCH_SIZE, seed=seed), TUTORIAL_CLASSES)))
+                TrainingConfig(model=model_name, epochs=epochs, batch_size=BATCH_SIZE, seed=seed), TUTORIAL_CLASSES,
+                str(run_dir / "worker-logs"))))
     run_fn_s = time.monotonic() - started
     history = json.loads((run_dir / "model_run" / "history.json").read_text())
     return {

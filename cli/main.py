@@ -243,8 +243,12 @@ def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, runner) -
               help="Overall eval accuracy (top-1, or top-5 when evaluation.blessing_metric says so) a model "
                    "needs to be blessed [default: evaluation.accuracy_floor].")
 @click.option("--runner", type=click.Choice(BEAM_RUNNERS), default=None, help=_RUNNER_HELP)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Trainer worker processes on this machine, training together with MultiWorkerMirroredStrategy, "
+                   "each on its share of the CPU cores (training.worker_cores); a worker that dies is restarted "
+                   "from the last finished epoch [default: training.workers].")
 @click.pass_context
-def run_command(ctx, model, epochs, accuracy_floor, runner) -> None:
+def run_command(ctx, model, epochs, accuracy_floor, runner, workers) -> None:
     """Run the TFX pipeline over the ingested examples: validate, train, evaluate by category and register a
     blessed model in MLflow as `champion`. Unchanged inputs reuse cached results; a killed run can be rerun.
     """
@@ -252,7 +256,12 @@ def run_command(ctx, model, epochs, accuracy_floor, runner) -> None:
     from pipeline.runner import run_pipeline
 
     config = with_flags(config_of(ctx), {"training.model": model, "training.epochs": epochs,
-                                         "evaluation.accuracy_floor": accuracy_floor, "beam.runner": runner})
+                                         "evaluation.accuracy_floor": accuracy_floor, "beam.runner": runner,
+                                         "training.workers": workers})
+    if config.training.workers > 1:
+        from components.trainer.launcher import plan
+
+        plan(config.training)  # a core or port setting that cannot work stops the run before anything starts
     _ensure_services(config)
     result = run_pipeline(config, echo=click.echo)
     click.echo("\n" + terminal_summary(result.record))
@@ -435,6 +444,35 @@ def _steps():
         click.echo(click.style(f"\n[{next(counter)}] {text}", bold=True))
 
     return step
+
+
+@main.command()
+@click.option("--gpu", is_flag=True,
+              help="Also install TensorFlow's own CUDA wheels for the pinned TensorFlow (requirements/gpu.txt, "
+                   "about 3 GB) into .venv, for training on NVIDIA GPUs; a machine without one never needs them.")
+def setup(gpu: bool) -> None:
+    """Install everything `./places` needs: .venv with the pinned stack and Azurite (every command does this on
+    first use, so this only says it is done), and with --gpu the CUDA libraries TensorFlow uses."""
+    import subprocess
+
+    from core.config import PROJECT_ROOT
+
+    click.echo("places: .venv and Azurite are installed")
+    if not gpu:
+        return
+    requirements = PROJECT_ROOT / "requirements" / "gpu.txt"
+    click.echo(f"places: installing TensorFlow's CUDA wheels ({requirements.relative_to(PROJECT_ROOT)})")
+    installed = subprocess.run([str(Path(sys.executable).parent / "uv"), "pip", "install", "--python", sys.executable,
+                                "-r", str(requirements)])
+    if installed.returncode != 0:
+        raise UserError(f"installing {requirements} failed (see above): fix the cause (network, disk space) and run "
+                        "`./places setup --gpu` again")
+    found = subprocess.run([sys.executable, "-c", "import tensorflow as tf; "
+                            "print(len(tf.config.list_physical_devices('GPU')))"],
+                           capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    gpus = int(found.stdout.strip() or 0)
+    click.echo(f"places: TensorFlow sees {gpus} GPU{'s' if gpus != 1 else ''}" + (
+        "" if gpus else ": the wheels are installed, but there is no GPU or no NVIDIA driver (check `nvidia-smi`)"))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -192,6 +192,20 @@ class TrainingConfig:
     # they stay in memory after the first epoch (about 10,000 images in the default); larger data sets, such as
     # the full Places365, stream from the shards every epoch in the same, flat, memory. 0: always stream.
     image_cache_mb: NonNegative = 2048
+    # Worker processes that train together (tf.distribute.MultiWorkerMirroredStrategy), each with a TF_CONFIG
+    # naming the others on free 127.0.0.1 ports; 1 trains in the Trainer's own process. A TF_CONFIG that an
+    # outside launcher set (Kubeflow's TFJob, Azure ML, Vertex AI) is used as it is, and this setting is unused.
+    workers: Positive = 1
+    # CPU cores each worker is pinned to; 0: this machine's cores shared equally among the workers.
+    worker_cores: NonNegative = 0
+    # The first of `workers` consecutive ports the workers talk on; 0: free ports, chosen at each start.
+    worker_port: typing.Annotated[int, Range(0, 65535)] = 0
+    # How often a worker group that lost a worker (killed, out of memory) is started again, resuming from the
+    # last finished epoch, before the Trainer fails.
+    max_restarts: NonNegative = 2
+    # auto: mixed_float16 on a GPU that computes float16 fast (compute capability 7.0 or newer), else float32.
+    # The output layer computes in float32 whatever this says.
+    precision: typing.Literal["auto", "float32", "mixed_float16"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,8 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
         schema=validation_gate.outputs["validated_schema"],
         train_args=tfx.proto.TrainArgs(),
         eval_args=tfx.proto.EvalArgs(),
-        custom_config=to_custom_config(config.training, inputs.class_names))
+        custom_config=to_custom_config(config.training, inputs.class_names,
+                                       str(config.state_dir / "logs" / "trainer")))
     components = [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, validation_gate,
                   trainer]
 

@@ -12,26 +12,29 @@ from dataclasses import dataclass
 from core.config import TrainingConfig
 
 CLASS_NAMES_KEY = "class_names"
+WORKER_LOG_DIR_KEY = "worker_log_dir"
 
 
 @dataclass(frozen=True)
 class TrainerInputs:
-    """What run_fn trains with: the training settings, and the class keys in label order (`category` i is
-    class_names[i]; the model gets one output per name)."""
+    """What run_fn trains with: the training settings, the class keys in label order (`category` i is
+    class_names[i]; the model gets one output per name), and the local folder where the Trainer's worker
+    processes write their logs (under the state folder)."""
 
     training: TrainingConfig
     class_names: tuple[str, ...]
+    worker_log_dir: str
 
 
-def to_custom_config(training: TrainingConfig, class_names: tuple[str, ...]) -> dict:
-    return {**dataclasses.asdict(training), CLASS_NAMES_KEY: list(class_names)}
+def to_custom_config(training: TrainingConfig, class_names: tuple[str, ...], worker_log_dir: str) -> dict:
+    return {**dataclasses.asdict(training), CLASS_NAMES_KEY: list(class_names), WORKER_LOG_DIR_KEY: worker_log_dir}
 
 
 def from_custom_config(custom_config: dict | None) -> TrainerInputs:
     """The custom_config to_custom_config wrote, checked: exactly its keys, at least one class, one epoch and one
     image per batch. ValueError names what is wrong."""
     custom_config = dict(custom_config or {})
-    known = [field.name for field in dataclasses.fields(TrainingConfig)] + [CLASS_NAMES_KEY]
+    known = [field.name for field in dataclasses.fields(TrainingConfig)] + [CLASS_NAMES_KEY, WORKER_LOG_DIR_KEY]
     unknown = sorted(set(custom_config) - set(known))
     missing = [name for name in known if name not in custom_config]
     if unknown or missing:
@@ -39,7 +42,8 @@ def from_custom_config(custom_config: dict | None) -> TrainerInputs:
             [f"lacks {', '.join(missing)}"] if missing else [])
         raise ValueError(f"Trainer custom_config {' and '.join(problems)}: give exactly {', '.join(known)}")
     class_names = tuple(custom_config.pop(CLASS_NAMES_KEY))
-    inputs = TrainerInputs(TrainingConfig(**custom_config), class_names)
+    worker_log_dir = custom_config.pop(WORKER_LOG_DIR_KEY)
+    inputs = TrainerInputs(TrainingConfig(**custom_config), class_names, worker_log_dir)
     if not inputs.class_names:
         raise ValueError("Trainer custom_config class_names is empty: give the class keys in label order")
     for name in ("epochs", "batch_size"):

@@ -12,6 +12,8 @@ numpy arrays already in memory).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 from components.trainer.preprocessing import IMAGE_FEATURE, preprocess_image
@@ -37,6 +39,35 @@ def shard_paths(file_patterns: list[str]) -> list[str]:
     return paths
 
 
+@dataclass(frozen=True)
+class InputPart:
+    """The part of a split that one input pipeline reads (one per worker): pipeline `index` of `count`.
+
+    Whole shards where every pipeline gets at least one (shard i goes to pipeline i % count), so no worker reads
+    another's files; with fewer shards than pipelines, every pipeline reads all shards and keeps every count-th
+    record from its index on."""
+    index: int = 0
+    count: int = 1
+
+    def shards(self, paths: list[str]) -> list[str]:
+        return paths[self.index::self.count] if self.by_shard(paths) else paths
+
+    def by_shard(self, paths: list[str]) -> bool:
+        return len(paths) >= self.count
+
+    def describe(self, paths: list[str]) -> str:
+        """What this part reads, for the worker's log: the shard files' names, or the records it keeps."""
+        names = ", ".join(path.rsplit("/", 1)[-1] for path in self.shards(paths))
+        if self.count == 1:
+            return f"all {len(paths)} shards: {names}"
+        if self.by_shard(paths):
+            return f"{len(self.shards(paths))} of {len(paths)} shards: {names}"
+        return f"record {self.index} and every {self.count}th after it of all {len(paths)} shards: {names}"
+
+
+WHOLE_SPLIT = InputPart()
+
+
 def count_examples(file_patterns: list[str]) -> int:
     """How many tf.Examples the shards hold: one pass over the compressed records, nothing decoded."""
     records = tf.data.TFRecordDataset(shard_paths(file_patterns), compression_type="GZIP",
@@ -50,16 +81,17 @@ def fits_in_memory(images: int, budget_mb: int) -> bool:
 
 
 def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, seed: int, cache_images: bool,
-                 repeat: bool, example_count: int | None = None) -> tf.data.Dataset:
+                 repeat: bool, example_count: int | None = None, part: InputPart = WHOLE_SPLIT) -> tf.data.Dataset:
     """Batches of (float32 [batch, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] in [0, 1], int64 [batch] category).
 
     training: shuffle shards and images (seeded; a new order each epoch). cache_images: keep the decoded images
     in memory after the first epoch (for data sets that fit: no more reading or decoding); otherwise stream them
     (see the module docstring). repeat: endless, for
     a fixed number of steps per epoch; otherwise one pass per epoch, its length counted first (count_examples)
-    unless the caller already knows it (example_count).
+    unless the caller already knows it (example_count). part: the part of the split to read (one worker's).
     """
-    shards = tf.data.Dataset.from_tensor_slices(shard_paths(file_patterns))
+    paths = shard_paths(file_patterns)
+    shards = tf.data.Dataset.from_tensor_slices(part.shards(paths))
     if training:
         shards = shards.shuffle(len(shards), seed=seed)
     records = shards.interleave(
@@ -68,7 +100,9 @@ def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, s
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    if not repeat:
+    if not part.by_shard(paths):
+        records = records.shard(part.count, part.index)
+    if not repeat and part == WHOLE_SPLIT:
         # With the number of batches known, Keras shows an epoch's progress and does not warn "Your input ran out
         # of data; interrupting training" at the end of the first epoch, as it does where it has to find out.
         if example_count is None:

@@ -43,7 +43,7 @@ def seed_cnn(num_classes: int) -> keras.Model:
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
             layers.Dropout(0.5),
-            layers.Dense(num_classes, activation="softmax"),
+            _probabilities(num_classes),
         ],
         name="seed_cnn",
     )
@@ -79,7 +79,7 @@ def better_cnn(num_classes: int) -> keras.Model:
 
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    outputs = _probabilities(num_classes)(x)
     return keras.Model(inputs, outputs, name="better_cnn")
 
 
@@ -92,6 +92,19 @@ def _residual_block(x, filters: int):
         x = _batch_norm(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     return layers.add([x, shortcut])
+
+
+def _probabilities(num_classes: int) -> layers.Layer:
+    # float32 under every dtype policy: with mixed_float16 a softmax in float16 rounds small probabilities to 0,
+    # and the loss of those to infinity.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32")
+
+
+def compiles_with_xla(model: keras.Model) -> bool:
+    """Whether XLA can compile a training step of `model`: not with RandomTranslation, whose image transform
+    (ImageProjectiveTransformV3) XLA has no kernel for (tf2xla conversion fails in affine_transform, tried with
+    better_cnn); seed_cnn compiles."""
+    return not any(isinstance(layer, layers.RandomTranslation) for layer in model.layers)
 
 
 def _batch_norm(x):

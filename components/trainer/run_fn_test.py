@@ -20,7 +20,7 @@ def _fn_args(example_splits, tmp_path, train_steps=None, eval_steps=None, **trai
         train_files=[example_splits["train"]], eval_files=[example_splits["eval"]],
         train_steps=train_steps, eval_steps=eval_steps,
         serving_model_dir=str(tmp_path / "serving_model"), model_run_dir=str(tmp_path / "model_run"),
-        custom_config=to_custom_config(training, CLASS_NAMES))
+        custom_config=to_custom_config(training, CLASS_NAMES, str(tmp_path / "worker-logs")))
 
 
 @pytest.mark.slow
@@ -75,3 +75,18 @@ def test_train_and_eval_steps_are_per_epoch_and_may_exceed_one_pass(example_spli
 
     history = json.loads((tmp_path / "model_run" / "history.json").read_text())
     assert [epoch["steps"] for epoch in history] == [5, 5]
+
+
+@pytest.mark.slow  # a whole run_fn
+def test_mixed_precision_trains_on_cpu_and_the_model_still_answers_float32_probabilities(example_splits, tmp_path):
+    import tensorflow as tf
+
+    run_fn(_fn_args(example_splits, tmp_path, model="seed_cnn", epochs=1, precision="mixed_float16"))
+
+    loaded = tf.saved_model.load(str(tmp_path / "serving_model"))
+    pixels = tf.random.uniform([2, IMAGE_SIZE, IMAGE_SIZE, 3], seed=3)
+    probabilities = loaded.signatures["serving_default"](pixels=pixels)["probabilities"]
+    assert probabilities.dtype == tf.float32
+    assert probabilities.numpy().sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-3)
+    import keras
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the process's policy is restored
