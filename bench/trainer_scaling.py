@@ -43,7 +43,7 @@ BATCH_SIZE = 32
 
 
 def run_trainer(split_dir: Path, run_dir: Path, model: str, epochs: int, workers: int, seed: int,
-                kill_in_epoch: int | None = None, batch_size: int = BATCH_SIZE) -> dict:
+                kill_in_epoch: int | None = None, batch_size: int = BATCH_SIZE, image_cache_mb: int = 2048) -> dict:
     """run_fn as the Trainer calls it; its wall time and the chief's history."""
     from tfx.components.trainer.fn_args_utils import FnArgs
 
@@ -59,7 +59,8 @@ def run_trainer(split_dir: Path, run_dir: Path, model: str, epochs: int, workers
             train_files=[str(split_dir / "Split-train" / "*")], eval_files=[str(split_dir / "Split-eval" / "*")],
             serving_model_dir=str(run_dir / "serving_model"), model_run_dir=str(run_dir / "model_run"),
             custom_config=to_custom_config(
-                TrainingConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed, workers=workers),
+                TrainingConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed, workers=workers,
+                               image_cache_mb=image_cache_mb),
                 TUTORIAL_CLASSES, str(run_dir / "worker-logs"))))
     wall_s = time.monotonic() - started
     history = json.loads((run_dir / "model_run" / "history.json").read_text())
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="turns of one process and two workers each")
     parser.add_argument("--seed", type=int, default=365)
+    parser.add_argument("--image-cache-mb", type=int, default=2048,
+                        help="training.image_cache_mb: 0 streams the shards every epoch, as at Places365's size")
     arguments = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -128,10 +131,11 @@ def main() -> None:
             for name, workers in (("one_process_all_cores", 1), ("two_workers_one_core_each", 2)):
                 print(f"round {round_number + 1}: {name}", file=sys.stderr)
                 runs[name].append(run_trainer(split_dir, work_dir / f"{name}-{round_number}", arguments.model,
-                                              arguments.epochs, workers, arguments.seed))
+                                              arguments.epochs, workers, arguments.seed,
+                                              image_cache_mb=arguments.image_cache_mb))
         print("two workers, worker 1 killed in epoch 2", file=sys.stderr)
         killed = run_trainer(split_dir, work_dir / "killed", arguments.model, arguments.epochs, 2, arguments.seed,
-                             kill_in_epoch=2)
+                             kill_in_epoch=2, image_cache_mb=arguments.image_cache_mb)
 
     def median(name: str, key: str) -> float:
         return float(np.median([run[key] for run in runs[name]]))
@@ -139,7 +143,8 @@ def main() -> None:
     one, two = "one_process_all_cores", "two_workers_one_core_each"
     json.dump({
         "model": arguments.model, "classes": len(TUTORIAL_CLASSES), "images": split_counts,
-        "epochs": arguments.epochs, "batch_size_per_replica": BATCH_SIZE, "cpu_cores": len(os.sched_getaffinity(0)),
+        "epochs": arguments.epochs, "batch_size_per_replica": BATCH_SIZE, "image_cache_mb": arguments.image_cache_mb,
+        "cpu_cores": len(os.sched_getaffinity(0)),
         "runs": runs,
         "one_process_images_per_s": median(one, "images_per_s"),
         "two_workers_images_per_s": median(two, "images_per_s"),

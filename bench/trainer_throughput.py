@@ -7,10 +7,11 @@
    does (ingestion.images.convert: RGB JPEG at IMAGE_SIZE) and writes a seeded 80/20 split as GZIP TFRecord
    shards of tf.Example, in the layout ExampleGen gives the Trainer (Split-train/, Split-eval/).
 2. Throughput: training images/s (wall clock) and CPU ms per image, for each model, back to back in this
-   process: our input pipeline from the shards (as run_fn feeds fit(), streamed and cached) against
-   fit() on a numpy array of the same preprocessed images already in memory (the tutorial's way). After a
-   warm-up epoch each, the three take turns, one epoch at a time (--throughput-rounds); medians count. CPU time
-   is the steadier number on a shared machine: it is what the image costs, whoever else is running.
+   process: the Trainer's training step fed by our input pipeline from the shards (streamed and cached) against
+   the same step fed by a numpy array of the same preprocessed images already in memory (the baseline: no input
+   cost), and Keras' fit() on that array for information. After a warm-up epoch each, the feeds take turns, one
+   epoch at a time (--throughput-rounds); medians count. CPU time is the steadier number on a shared machine: it
+   is what the image costs, whoever else is running.
 3. Accuracy: run_fn itself, for seed_cnn and then better_cnn, for --epochs epochs on the same split.
 
 Prints one JSON object on stdout; progress goes to stderr.
@@ -70,45 +71,67 @@ def write_split_shards(image_dir: Path, out_dir: Path, seed: int) -> dict[str, i
 
 
 def measure_throughput(model_name: str, split_dir: Path, rounds: int, seed: int) -> dict:
-    """Training images/s (wall clock) and CPU milliseconds per image of one epoch, fed three ways.
+    """Training images/s (wall clock) and CPU milliseconds per image of one epoch, fed four ways.
 
-    Each feed gets its own model and a warm-up epoch (graph tracing, filling the cache); then the feeds take
-    turns, one epoch each, `rounds` times, so load from other processes falls on all of them alike. The median
+    The Trainer's training step (loop.train_step, one device) fed by our input pipeline, streamed and cached, and
+    by a numpy array of the same preprocessed images already in memory (the tutorial's way, and the baseline: the
+    step with no input cost); and, for information, Keras' fit() on that array (what the Trainer ran before its
+    own loop). Each feed gets its own model and a warm-up epoch (graph tracing, filling the cache); then the feeds
+    take turns, one epoch each, `rounds` times, so load from other processes falls on all of them alike. The median
     of the rounds counts.
     """
     import keras
+    import tensorflow as tf
 
     from components.trainer.input import make_dataset
+    from components.trainer.loop import train_step
     from components.trainer.model import build_model
 
     train_files = [str(split_dir / "Split-train" / "*")]
     pixels, categories = in_memory_arrays(train_files)
-    feeds = {
-        # streamed: what run_fn feeds fit() where the images do not fit training.image_cache_mb
-        "input_pipeline": {"x": make_dataset(train_files, BATCH_SIZE, training=True, seed=seed, cache_images=False,
-                                             repeat=False)},
-        "input_pipeline_cached": {"x": make_dataset(train_files, BATCH_SIZE, training=True, seed=seed,
-                                                    cache_images=True, repeat=False)},
-        "numpy_in_memory": {"x": pixels, "y": categories, "batch_size": BATCH_SIZE, "shuffle": True},
+    steps = -(-len(categories) // BATCH_SIZE)
+    strategy = tf.distribute.get_strategy()
+    in_memory = tf.data.Dataset.from_tensor_slices((pixels, categories)).shuffle(len(categories), seed=seed)
+    datasets = {
+        "input_pipeline": make_dataset(train_files, BATCH_SIZE, training=True, seed=seed, cache_images=False,
+                                       repeat=True),
+        "input_pipeline_cached": make_dataset(train_files, BATCH_SIZE, training=True, seed=seed, cache_images=True,
+                                              repeat=True),
+        "numpy_in_memory": in_memory.repeat().batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE),
     }
-    models = {}
-    for feed, fit_arguments in feeds.items():
+    epochs = {}
+    for feed, dataset in datasets.items():
         keras.utils.set_random_seed(seed)
-        models[feed] = build_model(model_name, len(TUTORIAL_CLASSES), 0.001)
-        models[feed].fit(**fit_arguments, epochs=1, verbose=0)
-    measured = {feed: {"images_per_s": [], "cpu_ms_per_image": []} for feed in feeds}
+        model = build_model(model_name, len(TUTORIAL_CLASSES), 0.001)
+        step, batches = train_step(model, strategy, BATCH_SIZE, jit_compile=False), iter(dataset)
+
+        def epoch(step=step, batches=batches) -> None:
+            for _ in range(steps):
+                totals = step(batches)
+            totals.numpy()
+
+        epochs[feed] = epoch
+    keras.utils.set_random_seed(seed)
+    fit_model = build_model(model_name, len(TUTORIAL_CLASSES), 0.001)
+    epochs["keras_fit_numpy"] = lambda: fit_model.fit(pixels, categories, batch_size=BATCH_SIZE, shuffle=True,
+                                                      epochs=1, verbose=0)
+    for epoch in epochs.values():
+        epoch()
+    measured = {feed: {"images_per_s": [], "cpu_ms_per_image": []} for feed in epochs}
     for _ in range(rounds):
-        for feed, fit_arguments in feeds.items():
+        for feed, epoch in epochs.items():
             wall, cpu = time.monotonic(), time.process_time()
-            models[feed].fit(**fit_arguments, epochs=1, verbose=0)
+            epoch()
             measured[feed]["images_per_s"].append(len(categories) / (time.monotonic() - wall))
             measured[feed]["cpu_ms_per_image"].append(1000 * (time.process_time() - cpu) / len(categories))
             print(f"{model_name} fed by {feed}: {measured[feed]['images_per_s'][-1]:.1f} images/s, "
                   f"{measured[feed]['cpu_ms_per_image'][-1]:.1f} CPU ms/image", file=sys.stderr, flush=True)
     medians = {feed: {name: round(float(np.median(values)), 1) for name, values in results.items()}
                for feed, results in measured.items()}
-    medians["streamed_over_cached"] = round(medians["input_pipeline"]["images_per_s"]
-                                            / medians["input_pipeline_cached"]["images_per_s"], 3)
+    medians["streamed_over_in_memory"] = round(medians["input_pipeline"]["images_per_s"]
+                                               / medians["numpy_in_memory"]["images_per_s"], 3)
+    medians["cached_over_in_memory"] = round(medians["input_pipeline_cached"]["images_per_s"]
+                                             / medians["numpy_in_memory"]["images_per_s"], 3)
     return medians
 
 

@@ -73,6 +73,8 @@ def _ports(settings: TrainingConfig) -> list[int]:
                           f"up to {ports[-1]}, past 65535; set a lower one, or 0 for free ports")
     for port in ports:
         with socket.socket() as probe:
+            # As gRPC binds, so that a port the last group left in TIME_WAIT is not taken for a busy one.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((WORKER_HOST, port))
             except OSError:
@@ -165,29 +167,32 @@ class _Group:
         return cls(processes, logs)
 
     def wait(self, report: typing.Callable[[str], None]) -> tuple[int, int] | None:
-        """Until every worker has exited; shows the chief's lines meanwhile. None when all succeeded, else the first
+        """Until the chief has finished, or a worker has died; shows the chief's lines meanwhile. None when the chief
+        finished (it has written the results, so training is complete whatever happens to the others now), else the
         dead worker's index and exit code."""
         chief_log = _Follower(self.logs[0])
         while True:
+            finished = self.processes[0].poll() == 0
+            if finished:
+                self._wait_until(lambda: all(process.poll() is not None for process in self.processes))
             for line in chief_log.new_lines():
                 if line.startswith(REPORT_PREFIX):
                     report(line[len(REPORT_PREFIX):])
-            codes = [process.poll() for process in self.processes]
-            if any(code not in (None, 0) for code in codes):
-                return self._first_death()
-            if all(code == 0 for code in codes):
-                for line in chief_log.new_lines():
-                    if line.startswith(REPORT_PREFIX):
-                        report(line[len(REPORT_PREFIX):])
+            if finished:
                 return None
+            if any(process.poll() not in (None, 0) for process in self.processes):
+                return self._first_death()
+            time.sleep(_POLL_S)
+
+    def _wait_until(self, done: typing.Callable[[], bool]) -> None:
+        deadline = time.monotonic() + _STOP_GRACE_S
+        while time.monotonic() < deadline and not done():
             time.sleep(_POLL_S)
 
     def _first_death(self) -> tuple[int, int]:
         """The worker whose death ended the group: the others fail soon after, on their next collective, with an
         error of their own, so one killed by a signal is the cause wherever there is one."""
-        deadline = time.monotonic() + _STOP_GRACE_S
-        while time.monotonic() < deadline and not any((process.poll() or 0) < 0 for process in self.processes):
-            time.sleep(_POLL_S)
+        self._wait_until(lambda: any((process.poll() or 0) < 0 for process in self.processes))
         failed = [(index, process.poll()) for index, process in enumerate(self.processes)
                   if process.poll() not in (None, 0)]
         return min(failed, key=lambda failure: (failure[1] >= 0, failure[0]))

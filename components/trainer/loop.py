@@ -95,7 +95,7 @@ def train(model: keras.Model, strategy: tf.distribute.Strategy, train_data, eval
     if history:
         report(f"resumed from the backup of epoch {len(history)} in {backup.backup_dir}: training epochs "
                f"{len(history) + 1} to {epochs}")
-    train_step = _train_step(model, strategy, global_batch, jit_compile)
+    train_one_batch = train_step(model, strategy, global_batch, jit_compile)
     evaluate = _evaluation(model, strategy)
     batches = iter(train_data)
     for epoch in range(len(history) + 1, epochs + 1):
@@ -103,7 +103,7 @@ def train(model: keras.Model, strategy: tf.distribute.Strategy, train_data, eval
         totals = tf.zeros([3])
         progress_every = max(1, math.ceil(steps_per_epoch / (_PROGRESS_LINES + 1)))
         for step in range(1, steps_per_epoch + 1):
-            totals += train_step(batches)
+            totals += train_one_batch(batches)
             if step % progress_every == 0 and step < steps_per_epoch:
                 loss, accuracy = _means(totals)
                 report(f"epoch {epoch}/{epochs}: {step}/{steps_per_epoch} steps, loss {loss:.4f}, "
@@ -144,7 +144,9 @@ def replica_train_step(model: keras.Model, global_batch: int, jit_compile: bool)
     return replica_step
 
 
-def _train_step(model: keras.Model, strategy: tf.distribute.Strategy, global_batch: int, jit_compile: bool):
+def train_step(model: keras.Model, strategy: tf.distribute.Strategy, global_batch: int, jit_compile: bool):
+    """One global step: the next batch from an iterator over a distributed dataset, trained on by every replica;
+    returns [loss sum, correct, images] summed over the replicas."""
     replica_step = replica_train_step(model, global_batch, jit_compile)
 
     @tf.function
