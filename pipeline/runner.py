@@ -197,7 +197,8 @@ def _settings(config: Config, manifest, champion, tfx_run_id: str, seconds: floa
     from pipeline.tracking import git_commit
 
     return {"model": config.training.model, "epochs": str(config.training.epochs),
-            "batch size": str(config.training.batch_size), "examples": manifest.data_uri,
+            "batch size": f"{config.training.batch_size} per replica",
+            "trainer workers": str(config.training.workers), "examples": manifest.data_uri,
             "content hash": manifest.content_hash[:16], "classes": str(len(manifest.classes)),
             "accuracy floor": str(config.evaluation.accuracy_floor),
             "blessing metric": config.evaluation.blessing_metric,
