@@ -81,14 +81,13 @@ def fits_in_memory(images: int, budget_mb: int) -> bool:
 
 
 def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, seed: int, cache_images: bool,
-                 repeat: bool, example_count: int | None = None, part: InputPart = WHOLE_SPLIT) -> tf.data.Dataset:
+                 repeat: bool, part: InputPart = WHOLE_SPLIT) -> tf.data.Dataset:
     """Batches of (float32 [batch, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] in [0, 1], int64 [batch] category).
 
     training: shuffle shards and images (seeded; a new order each epoch). cache_images: keep the decoded images
     in memory after the first epoch (for data sets that fit: no more reading or decoding); otherwise stream them
-    (see the module docstring). repeat: endless, for
-    a fixed number of steps per epoch; otherwise one pass per epoch, its length counted first (count_examples)
-    unless the caller already knows it (example_count). part: the part of the split to read (one worker's).
+    (see the module docstring). repeat: endless, for a fixed number of steps per epoch; otherwise one pass per
+    epoch. part: the part of the split to read (one worker's).
     """
     paths = shard_paths(file_patterns)
     shards = tf.data.Dataset.from_tensor_slices(part.shards(paths))
@@ -102,12 +101,6 @@ def make_dataset(file_patterns: list[str], batch_size: int, *, training: bool, s
     )
     if not part.by_shard(paths):
         records = records.shard(part.count, part.index)
-    if not repeat and part == WHOLE_SPLIT:
-        # With the number of batches known, Keras shows an epoch's progress and does not warn "Your input ran out
-        # of data; interrupting training" at the end of the first epoch, as it does where it has to find out.
-        if example_count is None:
-            example_count = count_examples(file_patterns)
-        records = records.apply(tf.data.experimental.assert_cardinality(example_count))
     if training and not cache_images:
         records = records.shuffle(SHUFFLE_BUFFER_IMAGES, seed=seed, reshuffle_each_iteration=True)
     examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
