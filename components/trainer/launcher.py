@@ -132,6 +132,8 @@ def _death(returncode: int) -> str:
 class _Group:
     processes: list[subprocess.Popen]
     logs: list[Path]
+    # Where this start's lines begin in the chief's log, which every start of the group appends to.
+    chief_log_start: int = 0
 
     @classmethod
     def start(cls, job_file: Path, log_dir: Path, worker_plan: WorkerPlan, start: int,
@@ -139,6 +141,8 @@ class _Group:
         cluster = {"worker": [f"{WORKER_HOST}:{port}" for port in worker_plan.ports]}
         gpus = _visible_gpus()
         processes, logs = [], []
+        chief_log = log_dir / "worker-0.log"
+        chief_log_start = chief_log.stat().st_size if chief_log.exists() else 0
         try:
             for index, cores in enumerate(worker_plan.cores):
                 log = log_dir / f"worker-{index}.log"
@@ -164,13 +168,13 @@ class _Group:
         except BaseException:
             cls(processes, logs).stop()
             raise
-        return cls(processes, logs)
+        return cls(processes, logs, chief_log_start)
 
     def wait(self, report: typing.Callable[[str], None]) -> tuple[int, int] | None:
         """Until the chief has finished, or a worker has died; shows the chief's lines meanwhile. None when the chief
         finished (it has written the results, so training is complete whatever happens to the others now), else the
         dead worker's index and exit code."""
-        chief_log = _Follower(self.logs[0])
+        chief_log = _Follower(self.logs[0], self.chief_log_start)
         while True:
             finished = self.processes[0].poll() == 0
             if finished:
@@ -212,10 +216,10 @@ class _Group:
 
 
 class _Follower:
-    """The complete lines a log file gains, as they come."""
+    """The complete lines a log file gains from `offset` on, as they come."""
 
-    def __init__(self, path: Path):
-        self.path, self.offset, self.partial = path, 0, ""
+    def __init__(self, path: Path, offset: int):
+        self.path, self.offset, self.partial = path, offset, ""
 
     def new_lines(self) -> list[str]:
         with open(self.path, errors="replace") as file:

@@ -153,6 +153,8 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes_from_the_la
     shown = capsys.readouterr().out
     assert "worker 1 was killed by SIGKILL" in shown and "restart 1 of 2" in shown
     assert f"resumed from the backup of epoch {killer.finished_epochs}" in shown
+    # Each start appends to the same logs; the user sees every finished epoch once, not again after the restart.
+    assert shown.count("epoch 1/3: 15 steps in") == 1
     history = json.loads((tmp_path / "model_run" / "history.json").read_text())
     assert [epoch["epoch"] for epoch in history] == [1, 2, 3]
     assert (tmp_path / "serving_model" / "saved_model.pb").exists()
