@@ -69,6 +69,15 @@ def choose(cluster: Cluster | None) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker of the strategy has called it: a one-number all-reduce.
+
+    The chief hosts the cluster's coordination service, so a worker still busy when the chief's process ends loses
+    it and aborts halfway; the chief waits here until the others are done.
+    """
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def scaled_learning_rate(learning_rate: float, replicas: int) -> float:
     """training.learning_rate for `replicas` replicas, each with a batch of training.batch_size.
 

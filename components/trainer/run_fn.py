@@ -142,14 +142,15 @@ def train(job: TrainingJob, report: typing.Callable[[str], None]) -> None:
         export.export(model, list(class_names), serving_model_dir)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+    if not is_chief:
+        tf.io.gfile.rmtree(scratch)
+        report(f"{cluster.name}: trained as a replica; its copies in {scratch} removed (the chief's are the result)")
+    distribution.wait_for_every_worker(strategy)
     if is_chief:
         tf.io.gfile.makedirs(job.model_run_dir)
         _write(f"{job.model_run_dir}/{HISTORY_FILE}", json.dumps(history, indent=2).encode())
         backup.clear()
         report(f"exported {model.name} to {job.serving_model_dir}; history in {job.model_run_dir}")
-    else:
-        tf.io.gfile.rmtree(scratch)
-        report(f"{cluster.name}: trained as a replica; its copies in {scratch} removed (the chief's are the result)")
 
 
 def input_mode(images: int, image_cache_mb: int, report: typing.Callable[[str], None] = print) -> bool:
