@@ -41,6 +41,7 @@ from pathlib import Path
 from core import services
 from core.config import PROJECT_ROOT, Config
 from core.errors import UserError
+from core.storage import CONNECTION_STRING_ENV
 
 FLINK_VERSION = "1.19.3"
 BEAM_JOB_SERVER_VERSION = "2.62.0"
@@ -217,10 +218,15 @@ def _taskmanager_name(index: int) -> str:
     return f"{_TASKMANAGER_PREFIX}{index}"
 
 
-def _flink_env(config: Config) -> dict[str, str]:
+def _flink_env(config: Config) -> dict[str, str | None]:
     state = _state(config)
     return {"FLINK_CONF_DIR": str(state / "conf"), "FLINK_LOG_DIR": str(config.state_dir / "logs" / "flink"),
-            "FLINK_PID_DIR": str(state / "pids")}
+            "FLINK_PID_DIR": str(state / "pids"), **_WITHOUT_STORAGE_SECRET}
+
+
+# The JVMs (Flink's JobManager and TaskManagers, the job server) never touch blob storage, only the SDK workers do:
+# they start without the connection string that `./places` exports, so no JVM can show or log it.
+_WITHOUT_STORAGE_SECRET: dict[str, None] = {CONNECTION_STRING_ENV: None}
 
 
 def _state(config: Config) -> Path:
@@ -279,7 +285,7 @@ def _specs(config: Config) -> list[services.ServiceSpec]:
                  f"--job-host={host}", f"--job-port={cluster.job_port}", f"--artifact-port={cluster.artifact_port}",
                  # No Java expansion service: this project's pipelines are Python only.
                  "--expansion-port=-1", f"--artifacts-dir={_state(config) / 'artifacts'}"],
-        url=f"{host}:{cluster.job_port}", is_healthy=lambda: _job_server_answers(config),
+        url=f"{host}:{cluster.job_port}", is_healthy=lambda: _job_server_answers(config), env=_WITHOUT_STORAGE_SECRET,
         port_setting="cluster.job_port and cluster.artifact_port"))
     return specs
 

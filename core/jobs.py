@@ -202,13 +202,13 @@ class _LocalProgress:
                 bar.total = (bar.total or 0) + count
                 bar.refresh()
 
-    def processed(self, job_id: str) -> None:
-        _PROCESSED.inc()
+    def processed(self, job_id: str, count: int = 1) -> None:
+        _PROCESSED.inc(count)
         with self._lock:
             bar = self._bars.get(job_id)
             if bar is not None:
-                self._processed[job_id] += 1
-                bar.update(1)
+                self._processed[job_id] += count
+                bar.update(count)
 
     def images_processed(self) -> int:
         """Items processed so far by the local jobs running now."""

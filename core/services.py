@@ -38,7 +38,8 @@ class ServiceSpec:
     url: str
     # True when the thing answering on `port` is this service (not some other program on the same port).
     is_healthy: typing.Callable[[], bool]
-    env: dict[str, str] = field(default_factory=dict)
+    # Set on top of this process's environment; None removes a variable (a secret the service has no use for).
+    env: dict[str, str | None] = field(default_factory=dict)
     # Shown when the port is taken: which setting moves the service elsewhere.
     port_setting: str = ""
     # Runs just before the process starts (e.g. create the blob container the service writes to).
@@ -210,7 +211,7 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool
         log.write(f"\n--- starting {spec.name} at {time.ctime()}\n".encode())
         log.flush()
         process = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=PROJECT_ROOT, env={**os.environ, **spec.env}, start_new_session=True)
+                                   cwd=PROJECT_ROOT, env=_environment(spec), start_new_session=True)
     record = ServiceRecord(spec.name, process.pid, spec.port or 0, spec.url, str(log_path), time.time())
     _write_record(config, record)
     deadline = time.monotonic() + config.services.start_timeout_s
@@ -225,6 +226,10 @@ def start(config: Config, spec: ServiceSpec) -> tuple[ServiceRecord | None, bool
     stop(config, spec.name)
     raise ServiceError(f"{spec.name} did not answer at {spec.url} within {config.services.start_timeout_s} s; "
                        f"the end of {log_path}:\n{_log_tail(log_path)}")
+
+
+def _environment(spec: ServiceSpec) -> dict[str, str]:
+    return {name: value for name, value in {**os.environ, **spec.env}.items() if value is not None}
 
 
 def _remove_record(config: Config, name: str) -> None:

@@ -51,6 +51,11 @@ class ObjectInfo:
     md5: bytes | None = None
 
 
+def is_folder_marker(name: str, metadata: dict) -> bool:
+    """Folder markers (Azure portal, Data Lake Gen2 directories) are blobs, but not objects of their folder."""
+    return name.endswith("/") or metadata.get("hdi_isfolder") == "true"
+
+
 def emulator_connection_string(config: Config) -> str:
     host, port = config.services.host, config.storage.emulator_port
     return (f"DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};"
@@ -150,8 +155,9 @@ class Storage:
         self._timeout_s = timeout_s
         self._retries = retries
         self._service = None
-        # Blob GETs without the SDK where the credentials allow it (False: they do not); see _SasReader.
-        self._reader: "_SasReader | bool | None" = None
+        # Blob GETs and listings without the SDK where the credentials allow it (False: they do not); see
+        # _SasClient.
+        self._sas: "_SasClient | bool | None" = None
 
     @classmethod
     def from_config(cls, config: Config) -> "Storage":
@@ -258,6 +264,10 @@ class Storage:
                     path = Path(directory) / name
                     yield ObjectInfo(str(path), path.stat().st_size)
             return
+        sas = self._sas_client()
+        if sas is not None:
+            yield from sas.list(prefix, self)
+            return
         container, path = self._container(prefix)
         folder = f"{path.rstrip('/')}/" if path else ""
         base = prefix[: len(prefix) - len(path)].rstrip("/")
@@ -268,8 +278,8 @@ class Storage:
             if page is None:
                 return
             for blob in self._call(prefix, lambda: list(page)):
-                if blob.name.endswith("/") or (blob.metadata or {}).get("hdi_isfolder") == "true":
-                    continue  # folder markers (Azure portal, Data Lake Gen2 directories) are not objects
+                if is_folder_marker(blob.name, blob.metadata or {}):
+                    continue
                 md5 = blob.content_settings.content_md5 if blob.content_settings else None
                 yield ObjectInfo(f"{base}/{blob.name}", blob.size, bytes(md5) if md5 else None)
 
@@ -312,16 +322,16 @@ class Storage:
                 return _local_path(uri).read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"{uri} does not exist") from None
-        reader = self._sas_reader()
-        if reader is not None:
-            return reader.read(uri, self)
+        sas = self._sas_client()
+        if sas is not None:
+            return sas.read(uri, self)
         container, path = self._container(uri)
         return self._call(uri, lambda: container.get_blob_client(path).download_blob(max_concurrency=1).readall())
 
-    def _sas_reader(self) -> "_SasReader | None":
-        if self._reader is None:
-            self._reader = _SasReader.for_storage(self, self._connection or "") or False
-        return self._reader or None
+    def _sas_client(self) -> "_SasClient | None":
+        if self._sas is None:
+            self._sas = _SasClient.for_storage(self, self._connection or "") or False
+        return self._sas or None
 
     def read_text(self, uri: str) -> str:
         return self.read_bytes(uri).decode("utf-8")
@@ -427,19 +437,47 @@ class Storage:
                            f"(from {uri}): create it, or check the URI")
 
 
-class _SasReader:
-    """Blob GETs as plain HTTP requests signed by a read-only container SAS, made here from the account key
-    (or the connection string's own SAS).
+# The Blob service version that container_sas signs for: any since 2020-12-06 signs the same fields.
+SAS_VERSION = "2022-11-02"
+
+
+def container_sas(account: str, account_key: str, container: str, permissions: str,
+                  expiry: datetime.datetime) -> str:
+    """A service SAS for `container` (the query string, without "?"), signed with the account key as Azure
+    documents it ("Create a service SAS"), as the SDK's generate_container_sas makes it.
+
+    Made here because the SDK's package takes most of a second to import, in every process that signs: the
+    ingestion's conversion processes read through a SAS and import nothing else of the SDK.
+    """
+    import base64
+    import hmac
+    import urllib.parse
+
+    signed_expiry = expiry.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # permissions, start, expiry, resource, identifier, IP, protocol, version, resource type, snapshot time,
+    # encryption scope, then five response headers (cache control, disposition, encoding, language, type).
+    string_to_sign = "\n".join([permissions, "", signed_expiry, f"/blob/{account}/{container}", "", "", "",
+                                SAS_VERSION, "c", "", "", "", "", "", "", ""])
+    signature = base64.b64encode(hmac.digest(base64.b64decode(account_key), string_to_sign.encode(), "sha256"))
+    return urllib.parse.urlencode({"se": signed_expiry, "sp": permissions, "sv": SAS_VERSION, "sr": "c",
+                                   "sig": signature.decode()})
+
+
+class _SasClient:
+    """Blob GETs and listings as plain HTTP requests signed by a read-and-list container SAS, made here from the
+    account key (or the connection string's own SAS).
 
     The SDK spends several times the CPU of the request itself on each GET (its policy pipeline, and a client
-    object per blob), which holds the GIL; ingestion GETs every image, so that cost sets its pace. Every other
-    operation goes through the SDK. The SAS is a secret: it never leaves this class, and errors name the blob
-    without the query.
+    object per blob), and on each listed blob (its XML models), which holds the GIL; ingestion lists and GETs
+    every image, so that cost would set its pace. Every other operation goes through the SDK. The SAS is a
+    secret: it never leaves this class, and errors name the blob without the query.
     """
 
     # A fresh SAS well before the old one expires, so a long job never sends an expired one.
     _SAS_LIFETIME = datetime.timedelta(hours=24)
     _SAS_RENEW_BEFORE = datetime.timedelta(hours=1)
+    # Blobs per List Blobs page: the service's maximum.
+    _LIST_PAGE = 5000
 
     def __init__(self, endpoint: str, account: str, account_key: str | None, fixed_sas: str | None, timeout_s: int,
                  retries: int):
@@ -457,8 +495,8 @@ class _SasReader:
                                   allowed_methods=["GET"], raise_on_status=False))
 
     @classmethod
-    def for_storage(cls, storage: Storage, connection: str) -> "_SasReader | None":
-        """The reader for `storage`'s connection string; None where it holds neither an account key nor a SAS."""
+    def for_storage(cls, storage: Storage, connection: str) -> "_SasClient | None":
+        """The client for `storage`'s connection string; None where it holds neither an account key nor a SAS."""
         fields = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
         account_key, fixed_sas = fields.get("AccountKey"), fields.get("SharedAccessSignature")
         if not (account_key or fixed_sas) or not fields.get("AccountName") and not fields.get("BlobEndpoint"):
@@ -473,26 +511,57 @@ class _SasReader:
         with self._lock:
             token, expiry = self._tokens.get(container, ("", now))
             if expiry - now < self._SAS_RENEW_BEFORE:
-                from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
                 expiry = now + self._SAS_LIFETIME
-                token = generate_container_sas(self._account, container, account_key=self._account_key,
-                                               permission=ContainerSasPermissions(read=True), expiry=expiry)
+                token = container_sas(self._account, self._account_key, container, "rl", expiry)
                 self._tokens[container] = token, expiry
             return token
 
-    def read(self, uri: str, storage: Storage) -> bytes:
-        import urllib.parse
-
+    def _get(self, uri: str, storage: Storage, container: str, path_and_query: str):
+        """The response to GET <container>/<path_and_query> (signed); StorageError unless it is a 200."""
         import urllib3
 
-        container, path = storage._container_and_path(uri)
-        url = f"{self._endpoint}/{container}/{urllib.parse.quote(path)}?{self._token(container)}"
+        separator = "&" if "?" in path_and_query else "?"
+        url = f"{self._endpoint}/{container}{path_and_query}{separator}{self._token(container)}"
         try:
             response = self._http.request("GET", url)
         except urllib3.exceptions.HTTPError as error:
             raise storage._unreachable(error, uri) from None
-        if response.status == 200:
-            return response.data
-        code = response.headers.get("x-ms-error-code", "")
-        raise storage._refused(uri, code, response.status, f"HTTP {response.status} {code}".strip())
+        if response.status != 200:
+            code = response.headers.get("x-ms-error-code", "")
+            raise storage._refused(uri, code, response.status, f"HTTP {response.status} {code}".strip())
+        return response
+
+    def read(self, uri: str, storage: Storage) -> bytes:
+        import urllib.parse
+
+        container, path = storage._container_and_path(uri)
+        return self._get(uri, storage, container, f"/{urllib.parse.quote(path)}").data
+
+    def list(self, prefix: str, storage: Storage) -> typing.Iterator[ObjectInfo]:
+        """As Storage.list: every blob under the folder `prefix`, in name order, a page at a time (List Blobs)."""
+        import base64
+        import urllib.parse
+        import xml.etree.ElementTree as ElementTree
+
+        container, path = storage._container_and_path(prefix)
+        folder = f"{path.rstrip('/')}/" if path else ""
+        base = prefix[: len(prefix) - len(path)].rstrip("/")
+        marker = ""
+        while True:
+            query = urllib.parse.urlencode({"restype": "container", "comp": "list", "prefix": folder,
+                                            "include": "metadata", "maxresults": self._LIST_PAGE,
+                                            **({"marker": marker} if marker else {})})
+            page = ElementTree.fromstring(self._get(prefix, storage, container, f"?{query}").data)
+            for blob in page.iter("Blob"):
+                name = blob.findtext("Name")
+                found = blob.find("Metadata")
+                metadata = {item.tag.lower(): item.text for item in (found if found is not None else [])}
+                if is_folder_marker(name, metadata):
+                    continue
+                properties = blob.find("Properties")
+                md5 = properties.findtext("Content-MD5")
+                yield ObjectInfo(f"{base}/{name}", int(properties.findtext("Content-Length")),
+                                 base64.b64decode(md5) if md5 else None)
+            marker = page.findtext("NextMarker") or ""
+            if not marker:
+                return

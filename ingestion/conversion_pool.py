@@ -1,9 +1,11 @@
 """Reading and converting images in worker processes beside a Beam worker, so that every core does that work.
 
 The blob client's GET and parts of the conversion are Python code that holds the GIL, so the threads of one
-Beam worker take turns at them; child processes each have their own. A child reads one image (its size checked
-first), converts it, and hands back the small training JPEG or the reason it was rejected: only URIs and
-results cross between processes.
+Beam worker take turns at them; child processes each have their own. Images go to a child IMAGES_PER_CALL at a
+time (one call's overhead, its pickling and its round trip, shared by all of them); the child GETs them a few at
+once in threads, so that waiting for blob storage overlaps converting the images it already has, checks each
+one's size, converts it, and hands back the small training JPEGs or the reasons they were rejected: only URIs
+and results cross between processes.
 
 One pool per process, started on first use and shared by the worker's DoFn instances. Its children are spawned
 fresh interpreters, never forks of a process that runs gRPC threads and TensorFlow, and they import only the
@@ -18,16 +20,20 @@ import os
 import threading
 import time
 import typing
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from core.config import Config
 from core.storage import Storage
 from ingestion import images
 
-# Images in flight per child process: enough that a child never waits for the next URI, few enough that a
-# bundle's results stay in order without holding many images.
-_IN_FLIGHT_PER_PROCESS = 4
+# Images per call to a child: enough that the call's own cost is small beside theirs, few enough that a batch
+# of a few hundred images still spreads over every child.
+IMAGES_PER_CALL = 32
+# Calls in flight per child: the next one waits in its queue while it works on one, so it never idles.
+_CALLS_IN_FLIGHT_PER_PROCESS = 2
+# GETs in flight in one child: its reads wait for blob storage while it converts the images it has.
+_READS_AT_ONCE = 2
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -36,6 +42,7 @@ _pool_processes = 0
 # In each child: the storage client and the limits, set once by _start_child.
 _child_storage: Storage | None = None
 _child_config: Config | None = None
+_child_readers: ThreadPoolExecutor | None = None
 
 
 def processes(config: Config) -> int:
@@ -43,9 +50,10 @@ def processes(config: Config) -> int:
 
 
 def _start_child(config: Config) -> None:
-    global _child_storage, _child_config
+    global _child_storage, _child_config, _child_readers
     _child_storage = Storage.from_config(config)
     _child_config = config
+    _child_readers = ThreadPoolExecutor(_READS_AT_ONCE, thread_name_prefix="places-read")
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
@@ -57,16 +65,32 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _read_and_convert(uri: str, size: int | None,
-                      data: bytes | None = None) -> images.TrainingImage | images.RejectedImage:
-    """In a child: the training image, or the rejection as a value (any other error fails the job). `data`: the
-    image's bytes where the caller has them already (read from a TFDS record); convert() checks their size."""
+Work = tuple[str, "int | None", "bytes | None"]
+Result = typing.Union[images.TrainingImage, images.RejectedImage]
+
+
+def _read(uri: str, size: int | None, data: bytes | None) -> bytes | images.RejectedImage:
+    """In a child's reader thread: the image's bytes, or the rejection as a value. `data`: the bytes where the
+    caller has them already (read from a TFDS record); convert() checks their size."""
     try:
-        if data is None:
-            data = images.read_checked(_child_storage, uri, size, _child_config.ingest)
-        return images.convert(data, _child_config.ingest)
+        return data if data is not None else images.read_checked(_child_storage, uri, size, _child_config.ingest)
     except images.RejectedImage as rejection:
         return rejection
+
+
+def _read_and_convert_all(work: list[Work]) -> list[Result]:
+    """In a child: each image's training image, or its rejection as a value (any other error fails the job), in
+    the order given."""
+    results = []
+    for data in _child_readers.map(lambda item: _read(*item), work):
+        if isinstance(data, images.RejectedImage):
+            results.append(data)
+            continue
+        try:
+            results.append(images.convert(data, _child_config.ingest))
+        except images.RejectedImage as rejection:
+            results.append(rejection)
+    return results
 
 
 def _shared_pool(config: Config) -> ProcessPoolExecutor:
@@ -92,27 +116,30 @@ class OrderedConversions:
 
     def __init__(self, config: Config):
         self._pool = _shared_pool(config)
-        self._limit = _pool_processes * _IN_FLIGHT_PER_PROCESS
-        self._pending: collections.deque[tuple[typing.Any, Future]] = collections.deque()
+        self._limit = _pool_processes * _CALLS_IN_FLIGHT_PER_PROCESS
+        self._pending: collections.deque[tuple[list, Future]] = collections.deque()
 
-    def submit(self, item: typing.Any, uri: str, size: int | None,
-               data: bytes | None = None) -> typing.Iterator[tuple[typing.Any, object]]:
-        """Queue `item`'s image (read from `uri`, or `data` where given); yields (item, result) for earlier items
-        that are done or must be waited for."""
-        self._pending.append((item, self._pool.submit(_read_and_convert, uri, size, data)))
-        while self._pending and (self._pending[0][1].done() or len(self._pending) > self._limit):
-            yield self._take()
+    def submit(self, work: list[tuple[typing.Any, str, int | None, bytes | None]]
+               ) -> typing.Iterator[tuple[typing.Any, Result]]:
+        """Queue each (item, uri, size, data)'s image (read from `uri`, or `data` where given); yields (item,
+        result) for earlier items that are done or must be waited for."""
+        for start in range(0, len(work), IMAGES_PER_CALL):
+            call = work[start:start + IMAGES_PER_CALL]
+            self._pending.append(([item for item, *_ in call],
+                                  self._pool.submit(_read_and_convert_all, [tuple(rest) for _, *rest in call])))
+            while self._pending and (self._pending[0][1].done() or len(self._pending) > self._limit):
+                yield from self._take()
 
-    def drain(self) -> typing.Iterator[tuple[typing.Any, object]]:
+    def drain(self) -> typing.Iterator[tuple[typing.Any, Result]]:
         """(item, result) for every image still in flight."""
         while self._pending:
-            yield self._take()
+            yield from self._take()
 
-    def _take(self) -> tuple[typing.Any, object]:
+    def _take(self) -> list[tuple[typing.Any, Result]]:
         global _pool
-        item, future = self._pending.popleft()
+        items, future = self._pending.popleft()
         try:
-            return item, future.result()
+            return list(zip(items, future.result()))
         except BrokenProcessPool:
             with _lock:
                 _pool = None  # the next job starts a fresh pool

@@ -2,10 +2,14 @@
 plus a manifest, with one Beam job.
 
   listing tasks (driver: class folders or list files, a few hundred at most)
-    -> list each task's files (workers, streamed) -> Reshuffle (spreads the images over the workers)
+    -> list each task's files (workers, streamed) in batches of IMAGES_PER_ELEMENT
+    -> Reshuffle (spreads the batches over the workers; not on the local runner, see _run_job)
     -> read, check, convert (child processes) -> tf.Example
     -> append to this worker's shard of the image's split (staging)
-  what became of every file (accepted, rejected, skipped) and every shard -> one Tally -> staging
+  what became of every file (accepted, rejected, skipped) and every shard -> one Tally per batch -> staging
+
+Batches, not single images, are Beam's elements: Beam's cost per element (coding, the data channel, the
+Reshuffle) and the Tally, counters and progress of each one then fall on a few hundred images at once.
 
 Then the driver commits: the shards move from <output>/.staging-<random>/ to <output>/data-<content hash>/,
 and <output>/manifest.json is written last, in one piece. A failed job leaves the output as it was.
@@ -25,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 import data_schema
 from core import jobs
+from core.beam import runs_locally
 from core.config import Config
 from core.jobs import LOCAL_PROGRESS
 from core.storage import Storage, canonical, join
@@ -46,6 +52,9 @@ TALLY_FILE = "tally.json"
 # In a data folder, written after its shards: a data folder without it is what an interrupted commit left.
 SHARDS_FILE = "shards.json"
 _OUTCOMES = "outcomes"
+# Images per Beam element: a few hundred make Beam's cost per element small beside theirs, and still give every
+# worker batches to take (the full Places365 is thousands of them).
+IMAGES_PER_ELEMENT = 256
 
 _ACCEPTED = beam.metrics.Metrics.counter("ingest", "images_accepted")
 _REJECTED = beam.metrics.Metrics.counter("ingest", "files_rejected")
@@ -62,6 +71,10 @@ def ingest(config: Config, input_uri: str, output_uri: str, layout: str = layout
         classes = data_schema.resolve_classes(config.data.classes)
     except ValueError as error:
         raise IngestError(f"data.classes: {error}") from None
+    if runs_locally(config):
+        # The workers' conversion processes take a second to start: they start while the job is planned and
+        # Beam starts (workers elsewhere start theirs as they list, _ListImages.setup).
+        conversion_pool.start(config)
     storage = Storage.from_config(config)
     # A tfds: input names a dataset, not a place: it stays as the user wrote it.
     input_uri = input_uri if layouts.is_tfds_input(input_uri) else canonical(input_uri)
@@ -151,14 +164,20 @@ class _ListImages(beam.DoFn):
 
     def process(self, task: layouts.ListingTask):
         tally = Tally()
+        batch = []
         for listed in layouts.list_images(self._storage, task):
             if listed.rejection is not None:
                 tally.rejected.append((listed.source_uri, listed.rejection))
             elif listed.category in self._classes:
                 tally.found[listed.category] += 1
-                yield listed.split or split_of(listed.relative_path, self._config.data.eval_percent), listed
+                batch.append((listed.split or split_of(listed.relative_path, self._config.data.eval_percent), listed))
+                if len(batch) == IMAGES_PER_ELEMENT:
+                    yield batch
+                    batch = []
             else:
                 tally.skipped[listed.category] += 1
+        if batch:
+            yield batch
         _REJECTED.inc(len(tally.rejected))
         _SKIPPED.inc(sum(tally.skipped.values()))
         LOCAL_PROGRESS.listed(self._job_id, sum(tally.found.values()))
@@ -183,34 +202,45 @@ class _WriteExamples(beam.DoFn):
                                             self._config.ingest.images_per_shard) for split in SPLITS}
         self._conversions = conversion_pool.OrderedConversions(self._config)
 
-    def process(self, item: tuple[str, layouts.ListedFile]):
-        _, listed = item
-        for done, converted in self._conversions.submit(item, listed.source_uri, listed.size, listed.image):
-            yield self._write_one(*done, converted)
+    def process(self, batch: list[tuple[str, layouts.ListedFile]]):
+        work = [((split, listed), listed.source_uri, listed.size, listed.image) for split, listed in batch]
+        tally = self._write(self._conversions.submit(work))
+        if tally is not None:
+            yield tally
 
     def finish_bundle(self):
-        for done, converted in self._conversions.drain():
-            yield WindowedValue(self._write_one(*done, converted), GlobalWindow().max_timestamp(), [GlobalWindow()])
+        tally = self._write(self._conversions.drain()) or Tally()
         for split, shard in self._shards.items():
             staged = shard.close()
             if staged:
-                yield WindowedValue(Tally(shards=[(split, staged)]), GlobalWindow().max_timestamp(), [GlobalWindow()])
+                tally.shards.append((split, staged))
+        yield WindowedValue(tally, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
     def teardown(self):
         shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def _write_one(self, split: str, listed: layouts.ListedFile,
-                   image: images.TrainingImage | images.RejectedImage) -> Tally:
-        LOCAL_PROGRESS.processed(self._job_id)
-        if isinstance(image, images.RejectedImage):
-            _REJECTED.inc()
-            return Tally(rejected=[(listed.source_uri, str(image))])
-        category = self._category[listed.category]
-        staged = self._shards[split].write(_example(image, category, listed))
-        _ACCEPTED.inc()
-        return Tally(accepted=collections.Counter({(listed.category, split): 1}),
-                     shards=[(split, staged)] if staged else [],
-                     digest_sum=record_digest(listed.source_uri, split, category, image.image_jpeg))
+    def _write(self, converted: typing.Iterable[tuple[tuple[str, layouts.ListedFile],
+                                                      images.TrainingImage | images.RejectedImage]]) -> Tally | None:
+        """Writes each converted image to its split's shard; what became of them, None where there were none."""
+        tally, count = Tally(), 0
+        for (split, listed), image in converted:
+            count += 1
+            if isinstance(image, images.RejectedImage):
+                tally.rejected.append((listed.source_uri, str(image)))
+                continue
+            category = self._category[listed.category]
+            staged = self._shards[split].write(_example(image, category, listed))
+            tally.accepted[listed.category, split] += 1
+            if staged:
+                tally.shards.append((split, staged))
+            tally.digest_sum = (tally.digest_sum + record_digest(listed.source_uri, split, category,
+                                                                 image.image_jpeg)) % 2**256
+        if not count:
+            return None
+        _REJECTED.inc(len(tally.rejected))
+        _ACCEPTED.inc(count - len(tally.rejected))
+        LOCAL_PROGRESS.processed(self._job_id, count)
+        return tally
 
 
 class _ShardWriter:
@@ -276,7 +306,10 @@ def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[st
     listed = task_list | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(
         _OUTCOMES, main="images")
     images_to_write = listed.images
-    if not carries_images:
+    # Where the job runs in this process, its workers share one conversion pool (conversion_pool.py), which
+    # spreads the images over the cores whichever worker listed them: a Reshuffle would only make every
+    # conversion wait until the last folder is listed. Elsewhere each worker converts what it is given.
+    if not carries_images and not runs_locally(config):
         images_to_write = images_to_write | "Spread over workers" >> beam.Reshuffle()
     written = images_to_write | "Convert and write" >> beam.ParDo(_WriteExamples(config, classes, staging_uri,
                                                                                  job_id))

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from core import cluster, services
+from core import storage as storage_module
 from core.config import Config, apply
 from data_schema import TUTORIAL_CLASSES
 from ingestion.job import ingest
@@ -92,6 +93,20 @@ def test_cluster_up_registers_every_taskmanager_and_listens_on_loopback_only(fli
                  for connection in process.net_connections("inet") if connection.status == psutil.CONN_LISTEN]
     assert listening, "the cluster listens somewhere"
     assert {address.ip for address in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+
+
+def test_only_the_sdk_workers_get_the_storage_secret(flink):
+    """The JVMs never read blob storage: neither their environment nor their command line holds the key."""
+    key = storage_module.EMULATOR_KEY
+    jvms = [process for process in cluster_processes(flink) if process.name() == "java"]
+    # The JobManager, every TaskManager and the job server.
+    assert len(jvms) == flink.cluster.taskmanagers + 2
+    for process in jvms:
+        assert storage_module.CONNECTION_STRING_ENV not in process.environ(), process.cmdline()
+        assert not any(key in value for value in process.environ().values()), process.cmdline()
+        assert not any(key in argument for argument in process.cmdline())
+    pool = psutil.Process(services.recorded_pid(flink, cluster.WORKER_POOL))
+    assert key in pool.environ()[storage_module.CONNECTION_STRING_ENV]
 
 
 def test_cluster_up_again_starts_nothing(flink):

@@ -52,6 +52,32 @@ def test_blob_listing_carries_md5_and_skips_folder_markers(storage: Storage, con
     assert items[0].md5.hex() == "900150983cd24fb0d6963f7d28e17f72"
 
 
+def test_listing_goes_through_every_page_and_keeps_names_as_written(storage: Storage, container: str, monkeypatch):
+    monkeypatch.setattr(storage_module._SasClient, "_LIST_PAGE", 2)
+    names = ["p/a b.jpg", "p/sub/c.jpg", "p/y%20.jpg", "p/z.jpg", "p/\u00e9&\u00fc.png"]
+    for name in names:
+        storage.write_bytes(join(container, name), name.encode())
+    items = list(storage.list(join(container, "p")))
+    assert [item.uri for item in items] == [join(container, name) for name in names]
+    assert [item.size for item in items] == [len(name.encode()) for name in names]
+    assert [storage.read_bytes(item.uri) for item in items] == [name.encode() for name in names]
+
+
+def test_the_sas_made_without_the_sdk_is_the_sdks():
+    import datetime
+
+    from azure.storage.blob import ContainerSasPermissions
+    from azure.storage.blob._shared_access_signature import BlobSharedAccessSignature
+
+    expiry = datetime.datetime(2026, 12, 7, 13, 5, 9, tzinfo=datetime.timezone.utc)
+    sdk = BlobSharedAccessSignature("someaccount", storage_module.EMULATOR_KEY)
+    sdk.x_ms_version = storage_module.SAS_VERSION
+    for container, permissions in (("places", "rl"), ("bench-2", "r")):
+        assert storage_module.container_sas("someaccount", storage_module.EMULATOR_KEY, container, permissions,
+                                            expiry) == sdk.generate_container(
+            container, permission=ContainerSasPermissions.from_string(permissions), expiry=expiry)
+
+
 def test_reading_a_missing_blob_names_it(storage: Storage, container: str):
     with pytest.raises(NotFound, match=f"{join(container, 'nothing.txt')} does not exist"):
         storage.read_bytes(join(container, "nothing.txt"))
