@@ -3,7 +3,7 @@ plus a manifest, with one Beam job.
 
   listing tasks (driver: class folders or list files, a few hundred at most)
     -> list each task's files (workers, streamed) in batches of IMAGES_PER_ELEMENT
-    -> Reshuffle (spreads the batches over the workers; not on the local runner, see _run_job)
+    -> Reshuffle (spreads the batches over the workers)
     -> read, check, convert (child processes) -> tf.Example
     -> append to this worker's shard of the image's split (staging)
   what became of every file (accepted, rejected, skipped) and every shard -> one Tally per batch -> staging
@@ -306,10 +306,10 @@ def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[st
     listed = task_list | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(
         _OUTCOMES, main="images")
     images_to_write = listed.images
-    # Where the job runs in this process, its workers share one conversion pool (conversion_pool.py), which
-    # spreads the images over the cores whichever worker listed them: a Reshuffle would only make every
-    # conversion wait until the last folder is listed. Elsewhere each worker converts what it is given.
-    if not carries_images and not runs_locally(config):
+    if not carries_images:
+        # Conversion starts once every image is listed (a second or two with the signed listing, core/storage.py),
+        # so the progress bar knows its total from the first image converted, and no worker waits for another's
+        # share: the batches spread over all of them.
         images_to_write = images_to_write | "Spread over workers" >> beam.Reshuffle()
     written = images_to_write | "Convert and write" >> beam.ParDo(_WriteExamples(config, classes, staging_uri,
                                                                                  job_id))
