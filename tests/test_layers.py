@@ -46,12 +46,14 @@ def project_files() -> list[Path]:
 def layer_of(path: Path) -> int:
     """The index in LAYERS of the file at `path`; a package in no layer fails test_every_package_has_a_layer.
 
-    A module's own tests (x_test.py and conftest.py beside it) are tests: they sit on top, like tests/, and may
-    use the pipeline, the test fixtures or anything else to set up what they check."""
-    if path.name.endswith("_test.py") or path.name == "conftest.py":
-        return LAYERS.index("tests")
+    A module's own tests (x_test.py and conftest.py beside it) are tests: they sit on top, like tests/ (or on
+    their own package, where that is above tests/, as bench/ is), and may use the pipeline, the test fixtures or
+    anything else to set up what they check."""
     placed = len(path.parts) > 1 and path.parts[0] in LAYERS
-    return LAYERS.index(path.parts[0]) if placed else _ROOT_LAYER
+    own = LAYERS.index(path.parts[0]) if placed else _ROOT_LAYER
+    if path.name.endswith("_test.py") or path.name == "conftest.py":
+        return max(own, LAYERS.index("tests"))
+    return own
 
 
 def imported_modules(source: str, filename: str) -> list[tuple[int, str]]:
