@@ -113,7 +113,7 @@ def machine_limit(config: Config, local: Path, input_uri: str) -> dict:
     sdk = ContainerClient.from_connection_string(connection_string(config), container)
     sdk_get_s = seconds_per_item(names, lambda name: sdk.download_blob(name, max_concurrency=1).readall())
     storage = Storage.from_config(config)
-    uris = [join(input_uri, name[len(prefix) + 1:]) for name in names]
+    uris = [join(input_uri, path.relative_to(local).as_posix()) for path in paths]
     own_get_s = seconds_per_item(uris, storage.read_bytes)
     cores = os.cpu_count() or 1
     return {"cores": cores, "convert_cpu_ms": round(1000 * convert_s, 3), "sdk_get_ms": round(1000 * sdk_get_s, 3),

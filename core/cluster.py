@@ -218,15 +218,15 @@ def _taskmanager_name(index: int) -> str:
     return f"{_TASKMANAGER_PREFIX}{index}"
 
 
+# The JVMs (Flink's JobManager and TaskManagers, the job server) never touch blob storage, only the SDK workers do:
+# they start without the connection string that `./places` exports, so no JVM can show or log it.
+_WITHOUT_STORAGE_SECRET: dict[str, None] = {CONNECTION_STRING_ENV: None}
+
+
 def _flink_env(config: Config) -> dict[str, str | None]:
     state = _state(config)
     return {"FLINK_CONF_DIR": str(state / "conf"), "FLINK_LOG_DIR": str(config.state_dir / "logs" / "flink"),
             "FLINK_PID_DIR": str(state / "pids"), **_WITHOUT_STORAGE_SECRET}
-
-
-# The JVMs (Flink's JobManager and TaskManagers, the job server) never touch blob storage, only the SDK workers do:
-# they start without the connection string that `./places` exports, so no JVM can show or log it.
-_WITHOUT_STORAGE_SECRET: dict[str, None] = {CONNECTION_STRING_ENV: None}
 
 
 def _state(config: Config) -> Path:

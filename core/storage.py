@@ -202,6 +202,12 @@ class Storage:
         container, path = self._container_and_path(uri)
         return self._service_client().get_container_client(container), path
 
+    def _folder(self, prefix: str) -> tuple[str, str, str]:
+        """For listing the blob folder `prefix`: its container, the blob-name prefix of everything in it ("" or
+        ending in "/"), and the URI its blob names are relative to."""
+        container, path = self._container_and_path(prefix)
+        return container, f"{path.rstrip('/')}/" if path else "", prefix[: len(prefix) - len(path)].rstrip("/")
+
     def _container_and_path(self, uri: str) -> tuple[str, str]:
         account, container, path = parse_blob_uri(uri)
         if account != self.account:
@@ -264,13 +270,12 @@ class Storage:
                     path = Path(directory) / name
                     yield ObjectInfo(str(path), path.stat().st_size)
             return
+        container_name, folder, base = self._folder(prefix)
         sas = self._sas_client()
         if sas is not None:
-            yield from sas.list(prefix, self)
+            yield from sas.list(prefix, container_name, folder, base, self)
             return
-        container, path = self._container(prefix)
-        folder = f"{path.rstrip('/')}/" if path else ""
-        base = prefix[: len(prefix) - len(path)].rstrip("/")
+        container = self._service_client().get_container_client(container_name)
         pages = self._call(prefix,
                            lambda: container.list_blobs(name_starts_with=folder, include=["metadata"]).by_page())
         while True:
@@ -290,9 +295,8 @@ class Storage:
             if not root.is_dir():
                 raise NotFound(f"{prefix} does not exist or is not a folder")
             return [str(child) for child in sorted(root.iterdir()) if child.is_dir()]
-        container, path = self._container(prefix)
-        folder = f"{path.rstrip('/')}/" if path else ""
-        base = prefix[: len(prefix) - len(path)].rstrip("/")
+        container_name, folder, base = self._folder(prefix)
+        container = self._service_client().get_container_client(container_name)
         items = self._call(prefix, lambda: list(container.walk_blobs(name_starts_with=folder, delimiter="/")))
         # A marker blob named like `prefix` itself ("raw/", from the Azure portal) is listed too; it is not a
         # sub-folder.
@@ -537,15 +541,14 @@ class _SasClient:
         container, path = storage._container_and_path(uri)
         return self._get(uri, storage, container, f"/{urllib.parse.quote(path)}").data
 
-    def list(self, prefix: str, storage: Storage) -> typing.Iterator[ObjectInfo]:
-        """As Storage.list: every blob under the folder `prefix`, in name order, a page at a time (List Blobs)."""
+    def list(self, prefix: str, container: str, folder: str, base: str,
+             storage: Storage) -> typing.Iterator[ObjectInfo]:
+        """As Storage.list: every blob of `container` whose name starts with `folder` (Storage._folder of
+        `prefix`), in name order, a page at a time (List Blobs)."""
         import base64
         import urllib.parse
         import xml.etree.ElementTree as ElementTree
 
-        container, path = storage._container_and_path(prefix)
-        folder = f"{path.rstrip('/')}/" if path else ""
-        base = prefix[: len(prefix) - len(path)].rstrip("/")
         marker = ""
         while True:
             query = urllib.parse.urlencode({"restype": "container", "comp": "list", "prefix": folder,

@@ -120,8 +120,11 @@ class Tally:
         self.skipped.update(other.skipped)
         self.rejected.extend(other.rejected)
         self.shards.extend(other.shards)
-        self.digest_sum = (self.digest_sum + other.digest_sum) % 2**256
+        self.add_digest(other.digest_sum)
         return self
+
+    def add_digest(self, digest: int) -> None:
+        self.digest_sum = (self.digest_sum + digest) % 2**256
 
     def to_json(self) -> str:
         return json.dumps({"accepted": [[*key, count] for key, count in self.accepted.items()],
@@ -233,8 +236,7 @@ class _WriteExamples(beam.DoFn):
             tally.accepted[listed.category, split] += 1
             if staged:
                 tally.shards.append((split, staged))
-            tally.digest_sum = (tally.digest_sum + record_digest(listed.source_uri, split, category,
-                                                                 image.image_jpeg)) % 2**256
+            tally.add_digest(record_digest(listed.source_uri, split, category, image.image_jpeg))
         if not count:
             return None
         _REJECTED.inc(len(tally.rejected))
