@@ -305,7 +305,8 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     Triton's clients); GET /openapi.json is the OpenAPI document of them all. With an API key set
     (serving.api_key_env), every route but /ping and /v2/health/* needs "Authorization: Bearer <key>"; with
     serving.tls_cert_file and tls_key_file, HTTPS. Served by alias (the default, NAME@champion), it switches to
-    the version the alias moves to within serving.reload_s seconds.
+    the version the alias moves to within serving.reload_s seconds. Concurrent requests share model calls of up
+    to serving.max_batch_size images (0: each request alone), serving.model_calls_at_once at a time.
     """
     from serving import model as serving_model
     from serving.server import api_key
@@ -314,6 +315,7 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     config = with_flags(config_of(ctx), {"serving.host": host, "serving.port": port})
     key = api_key(config.serving)  # before the services start and the model loads: a refusal comes at once
     _ensure_services(config)
+    serving_model.share_cores(config.serving)
     serve_forever(serving_model.load(config, reference), config.serving, key, click.echo,
                   functools.partial(serving_model.follow, config, reference))
 

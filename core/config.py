@@ -256,6 +256,17 @@ class ServingConfig:
     # Served by alias (NAME@champion, the default), `./places serve` asks the registry this often, in seconds,
     # whether the alias has moved; a new version loads beside the old, which answers until the switch. 0: never.
     reload_s: typing.Annotated[float, Range(0)] = 30.0
+    # `./places serve` joins the requests that arrive while the model is busy into model calls of at most this many
+    # images (serving/batcher.py); a request of more images is answered in calls of this size. 0: no batching,
+    # each request calls the model in its own thread.
+    max_batch_size: NonNegative = 16
+    # How long a batch may wait for more requests before its model call starts, while the model is busy with another
+    # batch or other requests are being read and checked; a lone request never waits. 0: never waits.
+    batch_timeout_ms: typing.Annotated[float, Range(0)] = 1.0
+    # Batches the model may run at once, each on its share of the CPU cores (TensorFlow's intra-op threads); 0: one
+    # per core. On CPUs, one call per core keeps every core busy, where one call on all of them leaves them waiting
+    # on each other between ops.
+    model_calls_at_once: NonNegative = 0
 
 
 @dataclass(frozen=True)

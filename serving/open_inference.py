@@ -27,13 +27,14 @@ import orjson
 
 from serving import inputs
 from serving.inputs import InvalidInput
-from serving.model import SceneModel
+from serving.model import ModelInput, SceneModel, checked_pixels
 
 SERVER_NAME = "places"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 HEALTH = {"/v2/health/live": {"live": True}, "/v2/health/ready": {"ready": True}}
 _MODEL_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?")
 _OUTPUT = "probabilities"
+_NO_ID = object()
 
 
 class UnknownModel(Exception):
@@ -75,9 +76,29 @@ def model_metadata(model: SceneModel) -> dict:
             "outputs": [{"name": _OUTPUT, "datatype": "FP32", "shape": [-1, len(model.class_names)]}]}
 
 
-def infer(model: SceneModel, body: bytes, header_length: str | None) -> tuple[bytes, dict[str, str], int]:
-    """The answer to a POST .../infer `body` (its headers, and the images predicted); InvalidInput says what is
-    wrong with the request."""
+class Inference(typing.NamedTuple):
+    """A checked POST .../infer request: what it asks the model, and how the answer is to look."""
+    model_input: ModelInput
+    binary_output: bool
+    request_id: typing.Any  # the request's "id", echoed in the answer; _NO_ID where it has none
+
+    def answer(self, probabilities: np.ndarray, model: SceneModel) -> tuple[bytes, dict[str, str]]:
+        """The answer, `probabilities` coming from `model`, and its headers."""
+        output = {"name": _OUTPUT, "datatype": "FP32", "shape": list(probabilities.shape)}
+        answer = {"model_name": model.name, "model_version": model.version, "outputs": [output]}
+        if self.request_id is not _NO_ID:
+            answer["id"] = self.request_id
+        if not self.binary_output:
+            output["data"] = probabilities.reshape(-1)
+            return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), {}
+        data = probabilities.astype("<f4").tobytes()
+        output["parameters"] = {"binary_data_size": len(data)}
+        header = orjson.dumps(answer)
+        return header + data, {HEADER_LENGTH: str(len(header))}
+
+
+def inference(model: SceneModel, body: bytes, header_length: str | None) -> Inference:
+    """A POST .../infer `body`, parsed and checked against `model`; InvalidInput says what is wrong with it."""
     request, binary = _split(body, header_length)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
         raise InvalidInput('the request needs "inputs": [one tensor], named "pixels" (FP32 [N, 128, 128, 3]) or '
@@ -92,11 +113,11 @@ def infer(model: SceneModel, body: bytes, header_length: str | None) -> tuple[by
         raise InvalidInput(f"inputs[0].shape must be a list of sizes, not {shape!r}")
     raw = _binary_input(tensor, binary)
     if name == "pixels":
-        probabilities = model.predict_pixels(_pixels(tensor, shape, raw), "pixels")
+        model_input = checked_pixels(_pixels(tensor, shape, raw), "pixels")
     else:
-        probabilities = model.predict_images(_images(tensor, shape, raw),
-                                             [f"images[{index}]" for index in range(shape[0])])
-    return (*_answer(model, request, probabilities), len(probabilities))
+        model_input = model.checked_images(_images(tensor, shape, raw),
+                                           [f"images[{index}]" for index in range(shape[0])])
+    return Inference(model_input, _binary_output(request), request.get("id", _NO_ID))
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[typing.Any, bytes]:
@@ -132,7 +153,7 @@ def _pixels(tensor: dict, shape: list[int], raw: bytes | None) -> np.ndarray:
             raise InvalidInput(f"pixels has {len(raw)} bytes, not the {4 * int(np.prod(shape))} of FP32 {shape}")
         return np.frombuffer(raw, "<f4").reshape(shape)
     try:
-        # As nested or flat lists, both of which the protocol allows; model.predict_pixels checks the values.
+        # As nested or flat lists, both of which the protocol allows; checked_pixels checks the values.
         data = np.asarray(tensor.get("data"))
     except ValueError:
         raise InvalidInput("pixels' data is ragged: its lists are not all of one length") from None
@@ -159,21 +180,11 @@ def _images(tensor: dict, shape: list[int], raw: bytes | None) -> list[bytes]:
     return inputs.base64_images(data, "images")
 
 
-def _answer(model: SceneModel, request: dict, probabilities: np.ndarray) -> tuple[bytes, dict[str, str]]:
+def _binary_output(request: dict) -> bool:
+    """Whether the answer is to be binary (the extension); InvalidInput where the outputs ask for another tensor."""
     requested = request.get("outputs") or [{"name": _OUTPUT}]
     if not isinstance(requested, list) or any(not isinstance(output, dict) or output.get("name") != _OUTPUT
                                               for output in requested):
         raise InvalidInput(f"outputs may only ask for {_OUTPUT!r}")
-    binary = bool((request.get("parameters") or {}).get("binary_data_output")) or any(
+    return bool((request.get("parameters") or {}).get("binary_data_output")) or any(
         (output.get("parameters") or {}).get("binary_data") for output in requested)
-    output = {"name": _OUTPUT, "datatype": "FP32", "shape": list(probabilities.shape)}
-    answer = {"model_name": model.name, "model_version": model.version, "outputs": [output]}
-    if "id" in request:
-        answer["id"] = request["id"]
-    if not binary:
-        output["data"] = probabilities.reshape(-1)
-        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), {}
-    data = probabilities.astype("<f4").tobytes()
-    output["parameters"] = {"binary_data_size": len(data)}
-    header = orjson.dumps(answer)
-    return header + data, {HEADER_LENGTH: str(len(header))}

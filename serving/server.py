@@ -23,13 +23,15 @@ installed. MLflow's own scoring server (`mlflow models serve`) parses the body w
 converts it through its schema enforcement and calls the pyfunc, and answers NaN pixels with 200.
 bench/serving_latency.py measures this server against the floor and MLflow's; the README gives the figures.
 
-Each connection gets a thread; TensorFlow releases the GIL while the model runs, so requests overlap there.
+Each connection gets a thread, which reads and checks its request; the batcher (serving/batcher.py) joins the
+requests that arrive together into model calls. TensorFlow releases the GIL while the model runs.
 One log line per request (method, path, status, milliseconds), never a body.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hmac
 import ipaddress
 import logging
@@ -44,14 +46,16 @@ import time
 import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import orjson
 import prometheus_client
 
 from core.config import ServingConfig
 from core.errors import UserError
 from serving import inputs, open_inference, openapi
+from serving.batcher import Batcher
 from serving.inputs import INPUT_ERRORS, InvalidInput
-from serving.model import SceneModel
+from serving.model import ModelInput, SceneModel, checked_pixels
 
 _LOG = logging.getLogger(__name__)
 # Python's json.dumps writes float("nan") and float("inf") as these bare words, which JSON does not have.
@@ -70,6 +74,9 @@ _CHUNKED = -1  # _body_length's answer for a chunked body
 # After answering, how long a closing connection goes on reading (and dropping) what its client still sends: a
 # refused upload then reads the answer instead of a reset connection.
 _LINGER_S = 5.0
+# After a hot swap, when the objects alive are set aside from the garbage collector again (_freeze_what_is_loaded):
+# by then no batch holds the old version.
+_FREEZE_AFTER_SWITCH_S = 5.0
 
 
 class ScoringServer(ThreadingHTTPServer):
@@ -79,6 +86,9 @@ class ScoringServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a client holding its connection open never keeps the process from exiting
+    # Connections waiting to be accepted (socketserver's default is 5): dozens of clients connecting at once while
+    # the model keeps the CPU busy overflow a short queue, and the kernel resets the connections that do not fit.
+    request_queue_size = 128
 
     def __init__(self, model: SceneModel, config: ServingConfig, port: int, api_key: str | None = None):
         _refuse_open_exposure(config, api_key)
@@ -87,6 +97,8 @@ class ScoringServer(ThreadingHTTPServer):
         self.api_key = None if api_key is None else api_key.encode()
         self.metrics = _Metrics(model)
         self.tls = _tls_context(config)
+        # Before the socket: the base class closes the server (and so the batcher) where binding fails.
+        self.batcher = Batcher(lambda: self.model, config, self.metrics.batch_size.observe, self.metrics.waited)
         if ":" in config.host:
             self.address_family = socket.AF_INET6
         try:
@@ -99,6 +111,10 @@ class ScoringServer(ThreadingHTTPServer):
             # The TLS handshake happens in each connection's own thread (_Handler.setup), so a slow or plain-HTTP
             # client never holds up accepting the next one.
             self.socket = self.tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.batcher.close()
 
     def switch(self, model: SceneModel) -> None:
         """Answer with `model` from now on. Handlers read self.model once per request, so one assignment switches
@@ -207,6 +223,17 @@ class _Metrics:
             "places_serving_model_info", "The registered model being served (always 1).", ["name", "version"],
             registry=self.registry)
         self.model_info.labels(model.name, model.version).set(1)
+        self.batch_size = prometheus_client.Histogram(
+            "places_serving_batch_size", "Images in each model call (serving.max_batch_size at most).",
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.batch_wait = prometheus_client.Histogram(
+            "places_serving_batch_wait_seconds", "From a checked request joining the queue to its batch's model call.",
+            registry=self.registry, buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25, 0.5, 1))
+
+    def waited(self, seconds: list[float]) -> None:
+        for wait in seconds:
+            self.batch_wait.observe(wait)
 
     def switched(self, old: SceneModel, new: SceneModel) -> None:
         self.model_info.labels(new.name, new.version).set(1)
@@ -225,9 +252,26 @@ class _Metrics:
         return prometheus_client.generate_latest(self.registry)
 
 
-def answer(model: SceneModel, body: bytes) -> tuple[bytes, int]:
-    """The JSON answer to a POST /invocations `body`, and how many images it predicted; InvalidInput says what is
-    wrong with the body."""
+class Invocation(typing.NamedTuple):
+    """A checked POST /invocations body: what it asks the model, and how the answer is to look."""
+    model_input: ModelInput
+    class_names: bool
+    top_k: int
+
+    def answer(self, probabilities: np.ndarray, model: SceneModel) -> tuple[bytes, dict[str, str]]:
+        """The JSON answer, `probabilities` coming from `model`, and no headers of its own."""
+        result: dict[str, typing.Any] = {"predictions": probabilities}
+        if self.class_names:
+            result["class_names"] = model.class_names
+        if self.top_k:
+            result["top_classes"] = [[{"class": top.key, "display_name": top.display_name,
+                                       "probability": top.probability}
+                                      for top in row] for row in model.top_classes(probabilities, self.top_k)]
+        return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), {}
+
+
+def invocation(model: SceneModel, body: bytes) -> Invocation:
+    """A POST /invocations `body`, parsed and checked against `model`; InvalidInput says what is wrong with it."""
     request = _parse_json(body)
     if not isinstance(request, dict):
         raise InvalidInput(f"the body is a JSON {type(request).__name__}, not an object: send "
@@ -244,16 +288,10 @@ def answer(model: SceneModel, body: bytes) -> tuple[bytes, int]:
                            f"of base64 JPEG or PNG images){'; this body has ' + ' and '.join(given) if given else ''}")
     class_names, top_k = _params(request.get("params", {}), len(model.class_names))
     if given[0] in _PIXEL_FIELDS:
-        probabilities = model.predict_pixels(request[given[0]], given[0])
+        model_input = checked_pixels(request[given[0]], given[0])
     else:
-        probabilities = model.predict_images(inputs.base64_images(request["images"]))
-    result: dict[str, typing.Any] = {"predictions": probabilities}
-    if class_names:
-        result["class_names"] = model.class_names
-    if top_k:
-        result["top_classes"] = [[{"class": top.key, "display_name": top.display_name, "probability": top.probability}
-                                  for top in row] for row in model.top_classes(probabilities, top_k)]
-    return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), len(probabilities)
+        model_input = model.checked_images(inputs.base64_images(request["images"]))
+    return Invocation(model_input, class_names, top_k)
 
 
 def _parse_json(body: bytes):
@@ -348,17 +386,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/invocations" and not infers:
             self._refuse_method("POST /invocations or POST /v2/models/NAME/infer")
             return
+        with self.server.batcher.request() as predict:
+            self._answer_model_request(infers, predict)
+
+    def _answer_model_request(self, infers: bool, predict: typing.Callable[[ModelInput],
+                                                                            tuple[np.ndarray, SceneModel]]) -> None:
         body = self._body()
         if body is None:
             return
-        headers = None
         try:
+            model = self.server.model
             if infers:
-                open_inference.check_model(self.server.model, self.path)
-                result, headers, images = open_inference.infer(self.server.model, body,
-                                                               self.headers.get(open_inference.HEADER_LENGTH))
+                open_inference.check_model(model, self.path)
+                parsed = open_inference.inference(model, body, self.headers.get(open_inference.HEADER_LENGTH))
             else:
-                result, images = answer(self.server.model, body)
+                parsed = invocation(model, body)
+            probabilities, model = predict(parsed.model_input)
+            result, headers = parsed.answer(probabilities, model)
         except open_inference.UnknownModel as error:
             self._send_error(404, str(error))
             return
@@ -370,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(500, f"the model failed on this request ({type(error).__name__}); the server log has "
                                   "the details")
             return
-        self.server.metrics.images.inc(images)
+        self.server.metrics.images.inc(len(probabilities))
         self._send(200, result, content_type="application/octet-stream" if headers else "application/json",
                    headers=headers)
 
@@ -559,13 +603,26 @@ def running(model: SceneModel, config: ServingConfig, port: int = 0, api_key: st
         thread.join()
 
 
-def _following(server: ScoringServer, follow: Follow | None) -> threading.Event:
-    """`follow` running in a background thread, switching `server`'s model, until the event answered is set."""
+def _following(server: ScoringServer, follow: Follow | None,
+               switch: typing.Callable[[SceneModel], None] | None = None) -> threading.Event:
+    """`follow` running in a background thread, switching `server`'s model (with `switch`, default server.switch),
+    until the event answered is set."""
     stop = threading.Event()
     if follow is not None:
-        threading.Thread(target=follow, args=(server.model, server.switch, stop), name="model-reload",
+        threading.Thread(target=follow, args=(server.model, switch or server.switch, stop), name="model-reload",
                          daemon=True).start()
     return stop
+
+
+def _freeze_what_is_loaded() -> None:
+    """Set every object alive now (the model's graph, TensorFlow and the other libraries) aside from the garbage
+    collector's full passes. Those passes walk every tracked object, and TensorFlow keeps hundreds of thousands:
+    parsing one tutorial request (tens of thousands of nested JSON lists) sets one off now and then, and the
+    request that does waits for a large fraction of a second. Objects set aside are still freed when no longer
+    referenced; one full pass first frees what is already garbage (after a hot swap, the old version)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typing.Callable[[str], None],
@@ -575,7 +632,18 @@ def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typin
     _LOG.setLevel(logging.INFO)
     logging.getLogger("serving.model").setLevel(logging.INFO)
     server = ScoringServer(model, config, config.port, key)
-    stop = _following(server, follow)
+
+    def switch(new: SceneModel) -> None:
+        server.switch(new)
+        # The old version is still referenced for a moment (the loader's cache, a batch in flight): set aside now,
+        # its cycles would never be freed. Back in view it is collected; the new one is set aside a little later.
+        gc.unfreeze()
+        later = threading.Timer(_FREEZE_AFTER_SWITCH_S, _freeze_what_is_loaded)
+        later.daemon = True  # never keeps a stopping server waiting
+        later.start()
+
+    _freeze_what_is_loaded()
+    stop = _following(server, follow, switch)
     access = f"the API key in ${config.api_key_env} needed" if key else "no API key"
     echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics, "
          f"GET /openapi.json; {access}); Ctrl-C stops")

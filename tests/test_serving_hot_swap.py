@@ -62,8 +62,12 @@ def test_a_registry_out_of_reach_is_logged_and_the_current_version_goes_on(first
 
 
 def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_champion, tmp_path):
+    """With batching on and several clients: each answer comes wholly from one version, the one it names."""
     config, first = first_champion
+    assert config.serving.max_batch_size > 1
     answers: list[tuple[float, int, np.ndarray | None]] = []
+    versioned: list[tuple[str, np.ndarray]] = []  # (the version an infer answer names, its probabilities)
+    infer_statuses: list[int] = []
     stop = threading.Event()
 
     def keep_asking(url: str) -> None:
@@ -75,9 +79,24 @@ def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_c
                 answers.append((sent, response.status_code,
                                 np.array(response.json()["predictions"][0]) if response.ok else None))
 
+    def keep_inferring(url: str) -> None:
+        tensor = {"name": "pixels", "datatype": "FP32", "shape": [2, 128, 128, 3],
+                  "data": np.random.default_rng(6).random((2, 128, 128, 3)).reshape(-1).tolist()}
+        with requests.Session() as session:
+            while not stop.is_set():
+                response = session.post(f"{url}/v2/models/hot-swap-tests/infer", json={"inputs": [tensor]},
+                                        timeout=30)
+                infer_statuses.append(response.status_code)
+                if response.ok:
+                    output = response.json()["outputs"][0]
+                    versioned.append((response.json()["model_version"],
+                                      np.array(output["data"]).reshape(output["shape"])))
+
     with running(first, config.serving, follow=functools.partial(serving_model.follow, config, None)) as server:
-        asker = threading.Thread(target=keep_asking, args=(server.url,))
-        asker.start()
+        askers = [threading.Thread(target=target, args=(server.url,))
+                  for target in (keep_asking, keep_asking, keep_inferring, keep_inferring)]
+        for asker in askers:
+            asker.start()
         try:
             registering = time.monotonic()
             register_champion(config, tmp_path / "second", "hot-swap-tests", sure_of(NEW_CLASS))
@@ -91,7 +110,8 @@ def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_c
             time.sleep(1)  # answers after the switch
         finally:
             stop.set()
-            asker.join()
+            for asker in askers:
+                asker.join()
         ping = requests.get(f"{server.url}/ping", timeout=5).json()
         metrics = requests.get(f"{server.url}/metrics", timeout=5).text
 
@@ -101,9 +121,17 @@ def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_c
             if sample.name == "places_serving_model_info"]
     assert info == [{"name": "hot-swap-tests", "version": new_version}]
     assert answers and all(status == 200 for _, status, _ in answers)
+    assert infer_statuses and all(status == 200 for status in infer_statuses)
     before = [probabilities for at, _, probabilities in answers if at < registering]
     after = [probabilities for at, _, probabilities in answers if at > switched]
     assert before, "no request was answered before the new champion was registered"
     assert after, "no request was answered after the switch"
     assert all(probabilities.argmax() == NEW_CLASS and probabilities.max() > 0.99 for probabilities in after)
     assert all(probabilities.max() < 0.99 for probabilities in before)
+    new_version_answers = [probabilities for version, probabilities in versioned if version == new_version]
+    old_version_answers = [probabilities for version, probabilities in versioned if version == first.version]
+    assert new_version_answers and old_version_answers
+    assert len(new_version_answers) + len(old_version_answers) == len(versioned)
+    assert all((probabilities.argmax(axis=1) == NEW_CLASS).all() and (probabilities.max(axis=1) > 0.99).all()
+               for probabilities in new_version_answers)
+    assert all((probabilities.max(axis=1) < 0.99).all() for probabilities in old_version_answers)
