@@ -31,6 +31,10 @@ OnCall = typing.Callable[[int], None]
 OnBatch = typing.Callable[[list[float]], None]
 
 
+class ShuttingDown(RuntimeError):
+    """The batcher was closed before this request's batch ran."""
+
+
 class _Queued(typing.NamedTuple):
     request: ModelInput
     answer: Future  # (probabilities or InvalidInput, the model that answered)
@@ -94,6 +98,8 @@ class Batcher:
         queued = _Queued(request, Future(), time.monotonic())
         with self._changed:
             self._arriving -= 1
+            if self._closed:  # a connection still open while the server stops: no thread would take it
+                raise ShuttingDown("the server is shutting down")
             self._queue.append(queued)
             self._queued_images += len(request)
             self._changed.notify_all()
@@ -159,7 +165,7 @@ class Batcher:
             left, self._queue = list(self._queue), collections.deque()
             self._changed.notify_all()
         for queued in left:
-            queued.answer.set_exception(RuntimeError("the server is shutting down"))
+            queued.answer.set_exception(ShuttingDown("the server is shutting down"))
         for thread in self._threads:
             thread.join()
 

@@ -192,8 +192,10 @@ class SceneModel:
 
 
 def cpu_cores() -> int:
-    """The CPU cores this process may run on (a container's share, not the machine's)."""
-    return len(os.sched_getaffinity(0))
+    """The CPU cores this process may run on: a container's share where the system tells (Linux), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def model_calls_at_once(config: ServingConfig) -> int:

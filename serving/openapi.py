@@ -116,6 +116,7 @@ def _body_errors(config: ServingConfig) -> dict:
                "closes without reading it.",
         "500": "The model failed on this request (a bug); the server log has the details and the server goes on.",
         "501": "A Transfer-Encoding other than chunked.",
+        "503": "The server is shutting down: the request was not answered; send it again once the server is back.",
     })
 
 

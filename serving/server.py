@@ -53,9 +53,9 @@ import prometheus_client
 from core.config import ServingConfig
 from core.errors import UserError
 from serving import inputs, open_inference, openapi
-from serving.batcher import Batcher
+from serving.batcher import Batcher, ShuttingDown
 from serving.inputs import INPUT_ERRORS, InvalidInput
-from serving.model import ModelInput, SceneModel, checked_pixels
+from serving.model import ModelInput, SceneModel, checked_pixels, model_calls_at_once
 
 _LOG = logging.getLogger(__name__)
 # Python's json.dumps writes float("nan") and float("inf") as these bare words, which JSON does not have.
@@ -409,6 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
         except INPUT_ERRORS as error:
             self._send_error(400, str(error))
             return
+        except ShuttingDown:
+            self._send_error(503, "the server is shutting down: send the request again once it is back", close=True)
+            return
         except Exception as error:  # a bug or a model failure: this request fails, the server goes on
             _LOG.exception("POST %s failed", self.path)
             self._send_error(500, f"the model failed on this request ({type(error).__name__}); the server log has "
@@ -645,8 +648,10 @@ def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typin
     _freeze_what_is_loaded()
     stop = _following(server, follow, switch)
     access = f"the API key in ${config.api_key_env} needed" if key else "no API key"
+    batching = (f"batches of up to {config.max_batch_size} images, {model_calls_at_once(config)} model calls at once"
+                if config.max_batch_size else "no batching")
     echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics, "
-         f"GET /openapi.json; {access}); Ctrl-C stops")
+         f"GET /openapi.json; {access}; {batching}); Ctrl-C stops")
     _stop_on(signal.SIGINT, signal.SIGTERM)
     try:
         server.serve_forever()

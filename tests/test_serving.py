@@ -401,4 +401,5 @@ def test_serve_answers_until_ctrl_c_or_kill_and_then_stops(champion, stop_signal
             server.wait()
     assert server.returncode == 0, stderr
     assert f"serving serving-tests/1 at http://127.0.0.1:{port}" in stdout and "stopping" in stdout
+    assert "batches of up to 16 images" in stdout
     assert "POST /invocations 200 " in stderr and "Traceback" not in stderr

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from components.trainer.export import export
 from core.config import Config
 from data_schema import TUTORIAL_CLASSES
-from serving.batcher import Batcher
+from serving.batcher import Batcher, ShuttingDown
 from serving.inputs import InvalidInput
 from serving.model import SceneModel, checked_pixels
 from serving.server import running
@@ -226,3 +226,10 @@ def test_metrics_show_the_batch_sizes_and_the_wait_for_a_batch(model):
     assert samples[("places_serving_batch_size_bucket", "4.0")] == 1
     assert samples[("places_serving_batch_wait_seconds_count", None)] == 1
     assert samples[("places_serving_batch_wait_seconds_bucket", "+Inf")] == 1
+
+
+def test_a_request_handed_over_after_the_batcher_closed_is_refused_not_left_waiting(model):
+    batcher = Batcher(lambda: model, serving())
+    batcher.close()
+    with pytest.raises(ShuttingDown, match="shutting down"), batcher.request() as predict:
+        predict(model.checked_images([GOOD_JPEG]))

@@ -129,7 +129,7 @@ def test_the_document_covers_every_route_and_demands_no_key_when_none_is_configu
     assert document["components"]["schemas"]["InvocationsAnswer"]["properties"]["class_names"]["const"] == list(
         model.class_names)
     invocations = document["paths"]["/invocations"]["post"]["responses"]
-    assert set(invocations) == {"200", "400", "411", "413", "500", "501"}
+    assert set(invocations) == {"200", "400", "411", "413", "500", "501", "503"}
     assert str(SERVING.max_request_bytes) in invocations["413"]["description"]
 
 
