@@ -3,8 +3,10 @@ failing (issue 13, item 5). Against the test MLflow server, with two small regis
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
+import io
 import logging
 import threading
 import time
@@ -12,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import Config, apply
@@ -24,6 +27,15 @@ pytestmark = pytest.mark.slow
 
 PIXELS = np.random.default_rng(5).random((1, 128, 128, 3)).tolist()
 NEW_CLASS = 3  # the second champion answers this class with probability ~1, the first does not
+
+
+def png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (64, 64, 3), np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+SMALL_PNGS = [png(7), png(8)]
 
 
 def sure_of(class_index: int):
@@ -62,7 +74,8 @@ def test_a_registry_out_of_reach_is_logged_and_the_current_version_goes_on(first
 
 
 def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_champion, tmp_path):
-    """With batching on and several clients: each answer comes wholly from one version, the one it names."""
+    """With batching on and four clients (one sending the tutorial's pixels, three the Open Inference Protocol's
+    images): each answer comes wholly from one version, the one it names."""
     config, first = first_champion
     assert config.serving.max_batch_size > 1
     answers: list[tuple[float, int, np.ndarray | None]] = []
@@ -80,8 +93,8 @@ def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_c
                                 np.array(response.json()["predictions"][0]) if response.ok else None))
 
     def keep_inferring(url: str) -> None:
-        tensor = {"name": "pixels", "datatype": "FP32", "shape": [2, 128, 128, 3],
-                  "data": np.random.default_rng(6).random((2, 128, 128, 3)).reshape(-1).tolist()}
+        tensor = {"name": "images", "datatype": "BYTES", "shape": [2], "data": [base64.b64encode(png).decode()
+                                                                                for png in SMALL_PNGS]}
         with requests.Session() as session:
             while not stop.is_set():
                 response = session.post(f"{url}/v2/models/hot-swap-tests/infer", json={"inputs": [tensor]},
@@ -94,7 +107,7 @@ def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_c
 
     with running(first, config.serving, follow=functools.partial(serving_model.follow, config, None)) as server:
         askers = [threading.Thread(target=target, args=(server.url,))
-                  for target in (keep_asking, keep_asking, keep_inferring, keep_inferring)]
+                  for target in (keep_asking, keep_inferring, keep_inferring, keep_inferring)]
         for asker in askers:
             asker.start()
         try:
