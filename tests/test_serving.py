@@ -4,9 +4,7 @@ through the registry, asked by a client written for the tutorial's endpoint; eve
 
 from __future__ import annotations
 
-import base64
 import http.client
-import io
 import json
 import os
 import signal
@@ -20,7 +18,6 @@ import pytest
 import requests
 import tensorflow as tf
 from click.testing import CliRunner
-from PIL import Image
 
 from cli.main import main as places
 from core.config import PROJECT_ROOT, Config
@@ -33,6 +30,7 @@ from serving.client import demo_requests
 from serving.server import ScoringServer, running
 from tests.champion import cli_environment, register_champion
 from tests.fixtures import free_port
+from tests.serving_support import base64_of, encoded, scene
 
 pytestmark = pytest.mark.slow
 
@@ -51,24 +49,6 @@ def model(champion: Config) -> serving_model.SceneModel:
 def url(model, champion: Config) -> str:
     with running(model, champion.serving) as server:
         yield server.url
-
-
-def encoded(pixels: np.ndarray, image_format: str = "JPEG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(buffer, image_format)
-    return buffer.getvalue()
-
-
-def scene(seed: int, size: tuple[int, int] = (128, 128)) -> np.ndarray:
-    """A smooth picture (gradients, few JPEG artefacts), float [height, width, 3] in [0, 1]."""
-    height, width = size
-    colours = np.random.default_rng(seed).random((2, 3))
-    fade = np.linspace(0, 1, height)[:, None, None] * np.ones((1, width, 1))
-    return fade * colours[0] + (1 - fade) * colours[1]
-
-
-def base64_of(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def test_a_client_written_for_the_tutorial_gets_ten_probabilities(url):

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from cli.main import main as places
 from core.config import Config, ServingConfig
@@ -27,6 +26,7 @@ from serving import model as serving_model
 from serving.client import demo_requests
 from serving.server import ScoringServer, api_key, running
 from tests.champion import register_champion
+from tests.serving_support import metric_samples
 
 pytestmark = pytest.mark.slow
 
@@ -189,11 +189,6 @@ def test_tls_settings_that_cannot_work_are_named(model, tmp_path):
         ScoringServer(model, dataclasses.replace(SERVING, tls_cert_file=key_file, tls_key_file=key_file), 0)
 
 
-def samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
 def test_metrics_count_requests_by_route_and_status_images_and_name_the_model(model):
     with running(model, SERVING, api_key=KEY) as server:
         for _ in range(3):
@@ -205,7 +200,7 @@ def test_metrics_count_requests_by_route_and_status_images_and_name_the_model(mo
         response = requests.get(server.url + "/metrics", headers=bearer(KEY))
 
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
-    scraped = samples(response.text)
+    scraped = metric_samples(response.text)
     requests_total = {labels: value for (name, labels), value in scraped.items()
                       if name == "places_serving_requests_total"}
     assert requests_total == {(("route", "/invocations"), ("status", "200")): 3,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import struct
 import threading
 
@@ -15,8 +14,6 @@ import numpy as np
 import orjson
 import pytest
 import requests
-from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from components.trainer.export import export
 from core.config import Config
@@ -26,6 +23,7 @@ from serving.inputs import InvalidInput
 from serving.model import SceneModel, checked_pixels
 from serving.server import running
 from tests.champion import small_model
+from tests.serving_support import base64_of, encoded, metric_samples, scene
 
 MODEL_NAME = "batching-tests"
 # Long enough that requests sent together are joined even on a busy machine; only the tests wait this long.
@@ -44,11 +42,7 @@ def serving(**settings):
 
 
 def picture(seed: int, size: tuple[int, int], image_format: str) -> bytes:
-    colours = np.random.default_rng(seed).random((2, 3))
-    fade = np.linspace(0, 1, size[0])[:, None, None] * np.ones((1, size[1], 1))
-    buffer = io.BytesIO()
-    Image.fromarray(((fade * colours[0] + (1 - fade) * colours[1]) * 255).astype(np.uint8)).save(buffer, image_format)
-    return buffer.getvalue()
+    return encoded(scene(seed, size), image_format)
 
 
 GOOD_JPEG = picture(0, (128, 128), "JPEG")
@@ -57,10 +51,6 @@ CORRUPT_JPEG = GOOD_JPEG[:-200]  # its header is whole: only the model's own dec
 
 def pixels(seed: int, count: int) -> np.ndarray:
     return np.random.default_rng(seed).random((count, 128, 128, 3)).astype(np.float32)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 class Asked:
@@ -77,7 +67,7 @@ class Asked:
             self.body = orjson.dumps({name: array.tolist()})
             self.expected = model.predict_pixels(array)
         elif name == "images":
-            self.body = orjson.dumps({"images": [b64(image) for image in images], "params": {"top_k": 2}})
+            self.body = orjson.dumps({"images": [base64_of(image) for image in images], "params": {"top_k": 2}})
             self.expected = model.predict_images(images)
         else:  # the Open Inference Protocol: pixels as JSON, or images with the binary extension
             self.path = f"/v2/models/{MODEL_NAME}/infer"
@@ -111,9 +101,8 @@ FORMATS = ("inputs", "instances", "images", "v2 pixels", "v2 images")
 
 
 def metric(url: str, name: str) -> float:
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name)
+    samples = metric_samples(requests.get(f"{url}/metrics", timeout=10).text)
+    return sum(value for (sample, _), value in samples.items() if sample == name)
 
 
 def ask_together(url: str, asks: list[tuple[str, bytes, dict[str, str]]]) -> list[requests.Response]:
@@ -154,8 +143,8 @@ def test_concurrent_requests_of_every_format_and_size_get_their_own_answers(mode
 
 
 def test_a_corrupt_image_fails_its_own_request_and_no_other_in_its_batch(model):
-    good = [orjson.dumps({"images": [b64(picture(seed, (128, 128), "JPEG"))]}) for seed in range(5)]
-    bad = orjson.dumps({"images": [b64(GOOD_JPEG), b64(CORRUPT_JPEG)]})
+    good = [orjson.dumps({"images": [base64_of(picture(seed, (128, 128), "JPEG"))]}) for seed in range(5)]
+    bad = orjson.dumps({"images": [base64_of(GOOD_JPEG), base64_of(CORRUPT_JPEG)]})
     with running(model, serving(batch_timeout_ms=TIMEOUT_MS, model_calls_at_once=1)) as server:
         responses = ask_together(server.url, [("/invocations", body, {}) for body in [*good, bad]])
         # and the server goes on
@@ -218,14 +207,13 @@ def test_a_request_larger_than_the_batch_is_answered_in_calls_of_max_batch_size(
 
 def test_metrics_show_the_batch_sizes_and_the_wait_for_a_batch(model):
     with running(model, serving()) as server:
-        requests.post(f"{server.url}/invocations", json={"images": [b64(GOOD_JPEG)] * 3}, timeout=30).raise_for_status()
-        text = requests.get(f"{server.url}/metrics", timeout=10).text
-    samples = {(sample.name, sample.labels.get("le")): sample.value
-               for family in text_string_to_metric_families(text) for sample in family.samples}
-    assert samples[("places_serving_batch_size_bucket", "2.0")] == 0
-    assert samples[("places_serving_batch_size_bucket", "4.0")] == 1
-    assert samples[("places_serving_batch_wait_seconds_count", None)] == 1
-    assert samples[("places_serving_batch_wait_seconds_bucket", "+Inf")] == 1
+        answer = requests.post(f"{server.url}/invocations", json={"images": [base64_of(GOOD_JPEG)] * 3}, timeout=30)
+        answer.raise_for_status()
+        samples = metric_samples(requests.get(f"{server.url}/metrics", timeout=10).text)
+    assert samples[("places_serving_batch_size_bucket", (("le", "2.0"),))] == 0
+    assert samples[("places_serving_batch_size_bucket", (("le", "4.0"),))] == 1
+    assert samples[("places_serving_batch_wait_seconds_count", ())] == 1
+    assert samples[("places_serving_batch_wait_seconds_bucket", (("le", "+Inf"),))] == 1
 
 
 def test_a_request_handed_over_after_the_batcher_closed_is_refused_not_left_waiting(model):

@@ -3,10 +3,8 @@ failing (issue 13, item 5). Against the test MLflow server, with two small regis
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
-import io
 import logging
 import threading
 import time
@@ -14,7 +12,6 @@ import time
 import numpy as np
 import pytest
 import requests
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import Config, apply
@@ -22,6 +19,7 @@ from serving import model as serving_model
 from serving.server import running
 from tests.champion import register_champion, small_model
 from tests.fixtures import free_port
+from tests.serving_support import base64_of, encoded, scene
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +27,7 @@ PIXELS = np.random.default_rng(5).random((1, 128, 128, 3)).tolist()
 NEW_CLASS = 3  # the second champion answers this class with probability ~1, the first does not
 
 
-def png(seed: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (64, 64, 3), np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-SMALL_PNGS = [png(7), png(8)]
+SMALL_PNGS = [encoded(scene(seed, (64, 64)), "PNG") for seed in (7, 8)]
 
 
 def sure_of(class_index: int):
@@ -93,8 +85,7 @@ def test_a_moved_champion_is_switched_to_while_every_request_is_answered(first_c
                                 np.array(response.json()["predictions"][0]) if response.ok else None))
 
     def keep_inferring(url: str) -> None:
-        tensor = {"name": "images", "datatype": "BYTES", "shape": [2], "data": [base64.b64encode(png).decode()
-                                                                                for png in SMALL_PNGS]}
+        tensor = {"name": "images", "datatype": "BYTES", "shape": [2], "data": [base64_of(png) for png in SMALL_PNGS]}
         with requests.Session() as session:
             while not stop.is_set():
                 response = session.post(f"{url}/v2/models/hot-swap-tests/infer", json={"inputs": [tensor]},
