@@ -230,6 +230,13 @@ class PipelineConfig:
     # ML Metadata, where TFX records runs and caches: empty for a sqlite file in the state folder, or
     # "mysql://USER@HOST:PORT/DATABASE" with the password in $MLMD_MYSQL_PASSWORD (never in this config).
     metadata: str = ""
+    # When the data a run trains on has drifted from the champion's training data past the thresholds in
+    # data_schema/schema.pbtxt: "warn" (the report's drift section says so and the run goes on) or "stop" (the
+    # validation gate stops the run before training, for a person to look first).
+    on_drift: typing.Literal["warn", "stop"] = "warn"
+    # `./places retrain-if-needed` runs the pipeline once an incremental ingest has added at least this many images
+    # since the champion's data (or their data drifted).
+    retrain_min_new_images: Positive = 1000
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,11 @@ class ServingConfig:
     # per core. On CPUs, one call per core keeps every core busy, where one call on all of them leaves them waiting
     # on each other between ops.
     model_calls_at_once: NonNegative = 0
+    # A blob (or folder) prefix where `./places serve` keeps a sample of the images it is sent and what it answered,
+    # as TFRecords of tf.Examples, for `./places monitor` to compare with the training data. Empty: no log.
+    request_log: str = ""
+    # The share of requests whose images are logged.
+    request_log_percent: Percent = 10
 
 
 @dataclass(frozen=True)

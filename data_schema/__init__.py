@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 # Bump when the tf.Example layout changes: manifests record it and readers refuse a mismatch.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The tutorial's input size: every image is resized to IMAGE_SIZE x IMAGE_SIZE RGB and scaled to [0, 1].
 IMAGE_SIZE = 128
@@ -25,6 +25,9 @@ LABEL_NAME_KEY = "category_name"  # the class key, e.g. "gas_station"
 SOURCE_KEY = "source_uri"  # where the original image was read
 HEIGHT_KEY = "height"  # original image height in pixels, before resizing
 WIDTH_KEY = "width"  # original image width in pixels, before resizing
+BRIGHTNESS_KEY = "brightness"  # mean of the IMAGE_SIZE x IMAGE_SIZE RGB pixels, scaled to [0, 1] as the model sees them
+# What drift and skew compare: each image's own measurements, besides the class.
+IMAGE_MEASUREMENTS = (HEIGHT_KEY, WIDTH_KEY, BRIGHTNESS_KEY)
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"

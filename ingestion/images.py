@@ -44,6 +44,8 @@ class TrainingImage:
     # The original size, before resizing.
     height: int
     width: int
+    # data_schema.BRIGHTNESS_KEY: the mean of the resized pixels, in [0, 1].
+    brightness: float
 
 
 def check_size(size: int, limits: IngestConfig) -> None:
@@ -127,7 +129,13 @@ def convert(data: bytes, limits: IngestConfig) -> TrainingImage:
     resized = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
     encoded = io.BytesIO()
     resized.save(encoded, "JPEG", quality=limits.jpeg_quality)
-    return TrainingImage(encoded.getvalue(), height, width)
+    return TrainingImage(encoded.getvalue(), height, width, brightness(resized))
+
+
+def brightness(image: Image.Image) -> float:
+    """The mean of an RGB image's pixels scaled to [0, 1]: the one measure of light that ingestion records and the
+    endpoint's request log compares against it."""
+    return round(float(np.asarray(image, dtype=np.float32).mean()) / 255.0, 6)
 
 
 def _corrupt(error: Exception | None, format_name: str | None = None) -> RejectedImage:

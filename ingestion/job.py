@@ -293,6 +293,7 @@ def _example(image: images.TrainingImage, category: int, listed: layouts.ListedF
         data_schema.SOURCE_KEY: bytes_feature(listed.source_uri.encode()),
         data_schema.HEIGHT_KEY: int64_feature(image.height),
         data_schema.WIDTH_KEY: int64_feature(image.width),
+        data_schema.BRIGHTNESS_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[image.brightness])),
     })).SerializeToString()
 
 

@@ -21,6 +21,9 @@ CHAMPION_ALIAS = "champion"
 SOURCE_TAG = "tfx_model_uri"
 # Under the state folder: one folder per downloaded version, NAME-vVERSION.
 DOWNLOAD_FOLDER = "champions"
+# Where `./places run` logs StatisticsGen's output among its MLflow run's artifacts (pipeline/runner.py): the
+# statistics of the data a registered version was trained on, which drift and skew compare against.
+TRAINING_STATISTICS_ARTIFACTS = "tfx/StatisticsGen/statistics"
 _REFERENCE = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<version>\d+))$")
 
 
@@ -143,6 +146,28 @@ class Registry:
             shutil.rmtree(target, ignore_errors=True)
             os.replace(staging, target)
         return str(target / "artifacts")
+
+    def training_statistics(self, version) -> str | None:
+        """The folder of ModelVersion `version`'s training statistics (StatisticsGen's artifact, Split-train/
+        FeatureStats.pb and Split-eval/), downloaded once into download_dir; None where its run logged none."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        target = self.download_dir / f"{version.name}-v{version.version}-statistics"
+        if not target.exists():
+            staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            try:
+                mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAINING_STATISTICS_ARTIFACTS,
+                                                    dst_path=str(staging))
+            except (MlflowException, OSError):
+                shutil.rmtree(staging, ignore_errors=True)
+                return None
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+        found = list(target.rglob("Split-train"))
+        return str(found[0].parent) if found else None
 
 
 def _is_missing(error) -> bool:
