@@ -49,6 +49,16 @@ class ObjectInfo:
     uri: str
     size: int
     md5: bytes | None = None
+    # Local files: their modification time, which stands in for the MD5 that a local listing does not compute.
+    modified_ns: int | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What tells this object's content from another's without reading it: the MD5 that blob storage keeps
+        (set by `./places upload` and most upload tools), else the size with the modification time or alone."""
+        if self.md5:
+            return f"md5:{self.md5.hex()}"
+        return f"size:{self.size}" + (f",modified:{self.modified_ns}" if self.modified_ns is not None else "")
 
 
 def is_folder_marker(name: str, metadata: dict) -> bool:
@@ -268,7 +278,8 @@ class Storage:
                 subdirectories.sort()
                 for name in sorted(files):
                     path = Path(directory) / name
-                    yield ObjectInfo(str(path), path.stat().st_size)
+                    status = path.stat()
+                    yield ObjectInfo(str(path), status.st_size, modified_ns=status.st_mtime_ns)
             return
         container_name, folder, base = self._folder(prefix)
         sas = self._sas_client()
@@ -306,7 +317,10 @@ class Storage:
         """Size (and MD5, for blobs) of one object, or None where it does not exist."""
         if not is_blob_uri(uri):
             path = _local_path(uri)
-            return ObjectInfo(str(path), path.stat().st_size) if path.is_file() else None
+            if not path.is_file():
+                return None
+            status = path.stat()
+            return ObjectInfo(str(path), status.st_size, modified_ns=status.st_mtime_ns)
         container, path = self._container(uri)
         try:
             properties = self._call(uri, lambda: container.get_blob_client(path).get_blob_properties())

@@ -14,6 +14,9 @@ Reshuffle) and the Tally, counters and progress of each one then fall on a few h
 Then the driver commits: the shards move from <output>/.staging-<random>/ to <output>/data-<content hash>/,
 and <output>/manifest.json is written last, in one piece. A failed job leaves the output as it was.
 
+With --incremental the listing skips the files that the committed version holds unchanged, and the new version
+keeps that version's shards (ingestion/incremental.py).
+
 Each worker closes a shard after ingest.images_per_shard images and at the end of its bundle, so only the
 shard being written is held, on local disk. Beam's WriteToTFRecord cannot do that: it takes a fixed shard
 count, which would need every image counted before the job starts, and then groups all encoded images by
@@ -26,13 +29,9 @@ import collections
 import datetime
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import typing
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import apache_beam as beam
 import tensorflow as tf
@@ -45,12 +44,10 @@ from core.beam import runs_locally
 from core.config import Config
 from core.jobs import LOCAL_PROGRESS
 from core.storage import Storage, canonical, join
-from ingestion import conversion_pool, images, layouts
-from ingestion.manifest import MANIFEST_FILE, SPLITS, IngestError, Manifest, split_folder
+from ingestion import conversion_pool, images, incremental, layouts, shards
+from ingestion.manifest import MANIFEST_FILE, SHARDS_FILE, SPLITS, IngestError, Manifest, split_folder
 
 TALLY_FILE = "tally.json"
-# In a data folder, written after its shards: a data folder without it is what an interrupted commit left.
-SHARDS_FILE = "shards.json"
 _OUTCOMES = "outcomes"
 # Images per Beam element: a few hundred make Beam's cost per element small beside theirs, and still give every
 # worker batches to take (the full Places365 is thousands of them).
@@ -61,8 +58,12 @@ _REJECTED = beam.metrics.Metrics.counter("ingest", "files_rejected")
 _SKIPPED = beam.metrics.Metrics.counter("ingest", "images_skipped")
 
 
-def ingest(config: Config, input_uri: str, output_uri: str, layout: str = layouts.AUTO) -> Manifest:
+def ingest(config: Config, input_uri: str, output_uri: str, layout: str = layouts.AUTO,
+           incremental_ingest: bool = False) -> Manifest:
     """Ingest the images at `input_uri` into `output_uri` and return the manifest, once it is committed.
+
+    `incremental_ingest`: convert only the files that the version committed at `output_uri` does not hold unchanged,
+    and keep its shards; the result is the version a full ingest gives.
 
     IngestError where the input as a whole cannot be ingested; single bad files are rejected and listed in the
     manifest instead.
@@ -80,15 +81,32 @@ def ingest(config: Config, input_uri: str, output_uri: str, layout: str = layout
     input_uri = input_uri if layouts.is_tfds_input(input_uri) else canonical(input_uri)
     output_uri = canonical(output_uri)
     layout = layouts.detect_layout(storage, input_uri) if layout == layouts.AUTO else layout
+    if incremental_ingest and layout == layouts.TFDS:
+        raise IngestError(f"--incremental reads new files, and {input_uri} is a TensorFlow Datasets dataset, which "
+                          "does not grow: ingest it without --incremental")
     tasks = layouts.listing_tasks(storage, input_uri, layout, config.data.tfds_data_dir)
     storage.ensure_container(output_uri)
+    held = incremental.held_version(storage, config, classes, input_uri, output_uri, layout) \
+        if incremental_ingest else None
     with jobs.staged(storage, output_uri) as staging:
+        held_index = held.write_index(storage, staging.uri) if held else ""
         with jobs.progress_bar(config, "ingest", staging.job_id, "image"):
-            _run_job(config, tasks, classes, staging.uri, staging.job_id, output_uri)
+            _run_job(config, tasks, classes, staging.uri, staging.job_id, output_uri, held_index)
         tally = Tally.from_json(storage.read_text(join(staging.uri, TALLY_FILE)))
+        carried = None
+        if held:
+            carried = held.carry_over(storage, tally.unchanged, {source for _, source in tally.replaced},
+                                      staging.uri, config.ingest.images_per_shard)
+            converted = sum(tally.accepted.values())
+            tally.accepted.update(carried.accepted)
+            tally.add_digest(carried.digest_sum)
+            tally.shards.extend(carried.rewritten)
         if not tally.accepted:
             raise _nothing_ingested(tally, classes, input_uri, layout)
-        return _commit(storage, config, tally, classes, input_uri, output_uri, layout, staging.uri)
+        changes = {} if held is None else {"previous_content_hash": held.manifest.content_hash,
+                                           "converted": converted, "kept": carried.images, "dropped": carried.dropped}
+        return _commit(storage, config, tally, classes, input_uri, output_uri, layout, staging.uri,
+                       carried.kept_shards if carried else [], changes)
 
 
 def split_of(relative_path: str, eval_percent: int) -> str:
@@ -113,6 +131,10 @@ class Tally:
     shards: list = field(default_factory=list)
     # The records' digests summed modulo 2**256: the same whatever order the workers wrote them in.
     digest_sum: int = 0
+    # --incremental: committed shard -> its files that were listed unchanged (and so not converted).
+    unchanged: collections.Counter = field(default_factory=collections.Counter)
+    # --incremental: (committed shard, source) of the files it holds that changed since (converted again).
+    replaced: list = field(default_factory=list)
 
     def merge(self, other: "Tally") -> "Tally":
         self.accepted.update(other.accepted)
@@ -121,6 +143,8 @@ class Tally:
         self.rejected.extend(other.rejected)
         self.shards.extend(other.shards)
         self.add_digest(other.digest_sum)
+        self.unchanged.update(other.unchanged)
+        self.replaced.extend(other.replaced)
         return self
 
     def add_digest(self, digest: int) -> None:
@@ -129,7 +153,8 @@ class Tally:
     def to_json(self) -> str:
         return json.dumps({"accepted": [[*key, count] for key, count in self.accepted.items()],
                            "found": self.found, "skipped": self.skipped, "rejected": self.rejected,
-                           "shards": self.shards, "digest_sum": f"{self.digest_sum:064x}"})
+                           "shards": self.shards, "digest_sum": f"{self.digest_sum:064x}",
+                           "unchanged": self.unchanged, "replaced": self.replaced})
 
     @classmethod
     def from_json(cls, text: str) -> "Tally":
@@ -137,10 +162,12 @@ class Tally:
         return cls(collections.Counter({(key, split): count for key, split, count in fields["accepted"]}),
                    collections.Counter(fields["found"]), collections.Counter(fields["skipped"]),
                    [tuple(item) for item in fields["rejected"]], [tuple(item) for item in fields["shards"]],
-                   int(fields["digest_sum"], 16))
+                   int(fields["digest_sum"], 16), collections.Counter(fields["unchanged"]),
+                   [tuple(item) for item in fields["replaced"]])
 
 
 def record_digest(source_uri: str, split: str, category: int, image_jpeg: bytes) -> int:
+    """One record's part of the content hash."""
     text = "\n".join([source_uri, split, str(category), hashlib.sha256(image_jpeg).hexdigest()])
     return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
 
@@ -153,26 +180,37 @@ def content_hash(classes: tuple[str, ...], tally: Tally) -> str:
 
 
 class _ListImages(beam.DoFn):
-    """One listing task's files: images of configured classes go on with their split, the rest is tallied."""
+    """One listing task's files: images of configured classes go on with their split, the rest is tallied. With
+    --incremental, files that the committed version holds unchanged are only counted."""
 
-    def __init__(self, config: Config, classes: tuple[str, ...], job_id: str):
+    def __init__(self, config: Config, classes: tuple[str, ...], job_id: str, held_index_uri: str):
         self._config = config
         self._classes = frozenset(classes)
         self._job_id = job_id
+        self._held_index_uri = held_index_uri
 
     def setup(self):
         self._storage = Storage.from_config(self._config)
+        # {source: [fingerprint, shard]} of the committed version (ingestion/incremental.py).
+        self._held = json.loads(self._storage.read_text(self._held_index_uri)) if self._held_index_uri else {}
         # The next stage converts the images in these processes: they start while this one lists.
         conversion_pool.start(self._config)
 
     def process(self, task: layouts.ListingTask):
         tally = Tally()
-        batch = []
+        batch, to_convert = [], 0
         for listed in layouts.list_images(self._storage, task):
             if listed.rejection is not None:
                 tally.rejected.append((listed.source_uri, listed.rejection))
             elif listed.category in self._classes:
                 tally.found[listed.category] += 1
+                held = self._held.get(listed.source_uri)
+                if held is not None and held[0] == listed.fingerprint:
+                    tally.unchanged[held[1]] += 1
+                    continue
+                if held is not None:
+                    tally.replaced.append((held[1], listed.source_uri))
+                to_convert += 1
                 batch.append((listed.split or split_of(listed.relative_path, self._config.data.eval_percent), listed))
                 if len(batch) == IMAGES_PER_ELEMENT:
                     yield batch
@@ -183,7 +221,7 @@ class _ListImages(beam.DoFn):
             yield batch
         _REJECTED.inc(len(tally.rejected))
         _SKIPPED.inc(sum(tally.skipped.values()))
-        LOCAL_PROGRESS.listed(self._job_id, sum(tally.found.values()))
+        LOCAL_PROGRESS.listed(self._job_id, to_convert)
         yield beam.pvalue.TaggedOutput(_OUTCOMES, tally)
 
 
@@ -198,11 +236,12 @@ class _WriteExamples(beam.DoFn):
 
     def setup(self):
         self._storage = Storage.from_config(self._config)
-        self._scratch = tempfile.mkdtemp(prefix="places-ingest-")
+        self._scratch = shards.scratch_folder()
 
     def start_bundle(self):
-        self._shards = {split: _ShardWriter(self._storage, self._scratch, join(self._staging_uri, split_folder(split)),
-                                            self._config.ingest.images_per_shard) for split in SPLITS}
+        self._shards = {split: shards.ShardWriter(self._storage, self._scratch,
+                                                  join(self._staging_uri, split_folder(split)),
+                                                  self._config.ingest.images_per_shard) for split in SPLITS}
         self._conversions = conversion_pool.OrderedConversions(self._config)
 
     def process(self, batch: list[tuple[str, layouts.ListedFile]]):
@@ -232,51 +271,19 @@ class _WriteExamples(beam.DoFn):
                 tally.rejected.append((listed.source_uri, str(image)))
                 continue
             category = self._category[listed.category]
-            staged = self._shards[split].write(_example(image, category, listed))
+            digest = record_digest(listed.source_uri, split, category, image.image_jpeg)
+            staged = self._shards[split].write(_example(image, category, listed), shards.SourceEntry(
+                listed.source_uri, listed.fingerprint, listed.category, f"{digest:064x}"))
             tally.accepted[listed.category, split] += 1
             if staged:
                 tally.shards.append((split, staged))
-            tally.add_digest(record_digest(listed.source_uri, split, category, image.image_jpeg))
+            tally.add_digest(digest)
         if not count:
             return None
         _REJECTED.inc(len(tally.rejected))
         _ACCEPTED.inc(count - len(tally.rejected))
         LOCAL_PROGRESS.processed(self._job_id, count)
         return tally
-
-
-class _ShardWriter:
-    """One worker's shard of one split: a GZIP TFRecord file on local disk until it is full or the bundle ends."""
-
-    def __init__(self, storage: Storage, scratch: str, staging_uri: str, images_per_shard: int):
-        self._storage = storage
-        self._scratch = scratch
-        self._staging_uri = staging_uri
-        self._images_per_shard = images_per_shard
-        self._writer = None
-        self._path = ""
-        self._count = 0
-
-    def write(self, example: bytes) -> str | None:
-        """Append `example`; returns the staged URI of the shard where this filled it."""
-        if self._writer is None:
-            self._path = os.path.join(self._scratch, f"{uuid.uuid4().hex}.tfrecord.gz")
-            self._writer = tf.io.TFRecordWriter(self._path, options="GZIP")
-            self._count = 0
-        self._writer.write(example)
-        self._count += 1
-        return self.close() if self._count >= self._images_per_shard else None
-
-    def close(self) -> str | None:
-        """Upload the open shard to staging; returns its URI, or None where no shard is open."""
-        if self._writer is None:
-            return None
-        self._writer.close()
-        self._writer = None
-        staged = join(self._staging_uri, os.path.basename(self._path))
-        self._storage.write_bytes(staged, Path(self._path).read_bytes())
-        os.remove(self._path)
-        return staged
 
 
 def _example(image: images.TrainingImage, category: int, listed: layouts.ListedFile) -> bytes:
@@ -298,7 +305,7 @@ def _example(image: images.TrainingImage, category: int, listed: layouts.ListedF
 
 
 def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[str, ...], staging_uri: str,
-             job_id: str, output_uri: str) -> None:
+             job_id: str, output_uri: str, held_index_uri: str) -> None:
     pipeline = beam.Pipeline(options=jobs.pipeline_options(config, jobs.job_name("ingest", job_id)))
     task_list = pipeline | "Listing tasks" >> beam.Create(tasks)
     # A tfds task lists images with their bytes: the tasks are spread instead, and each worker converts the
@@ -306,7 +313,7 @@ def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[st
     carries_images = any(task.layout == layouts.TFDS for task in tasks)
     if carries_images:
         task_list = task_list | "Spread shards over workers" >> beam.Reshuffle()
-    listed = task_list | "List files" >> beam.ParDo(_ListImages(config, classes, job_id)).with_outputs(
+    listed = task_list | "List files" >> beam.ParDo(_ListImages(config, classes, job_id, held_index_uri)).with_outputs(
         _OUTCOMES, main="images")
     images_to_write = listed.images
     if not carries_images:
@@ -354,15 +361,18 @@ def _warnings(tally: Tally, config: Config, classes: tuple[str, ...], input_uri:
 
 
 def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, ...], input_uri: str,
-            output_uri: str, layout: str, staging_uri: str) -> Manifest:
+            output_uri: str, layout: str, staging_uri: str, kept_shards: list[str],
+            changes: dict[str, str | int]) -> Manifest:
     digest = content_hash(classes, tally)
     data_folder = f"data-{digest[:16]}"
     data_uri = join(output_uri, data_folder)
     shard_list_uri = join(data_uri, SHARDS_FILE)
     if storage.exists(shard_list_uri):
-        shards = json.loads(storage.read_text(shard_list_uri))  # the same content, committed before: keep it
+        # The same content, committed before (by a full ingest or an incremental one): keep it.
+        listed = json.loads(storage.read_text(shard_list_uri))
+        own_shards, kept_shards = listed["shards"], listed["kept_shards"]
     else:
-        shards = _publish_shards(storage, tally.shards, data_uri, staging_uri)
+        own_shards = _publish_shards(storage, tally.shards, kept_shards, data_uri, staging_uri)
     manifest = Manifest(
         schema_version=data_schema.SCHEMA_VERSION,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -372,21 +382,24 @@ def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, 
         rejected=[{"source": source, "reason": reason} for source, reason in sorted(tally.rejected)],
         skipped=dict(sorted(tally.skipped.items())),
         warnings=_warnings(tally, config, classes, input_uri, layout),
-        data_folder=data_folder, shards=shards, content_hash=digest)
+        data_folder=data_folder, shards=own_shards, content_hash=digest, kept_shards=kept_shards,
+        conversion=incremental.conversion_settings(config), incremental=changes)
     storage.write_text(join(output_uri, MANIFEST_FILE), manifest.to_json())
     return manifest
 
 
-def _publish_shards(storage: Storage, staged: list[tuple[str, str]], data_uri: str, staging_uri: str) -> list[str]:
-    """Copy the staged shards to their names in the data folder, then its shard list."""
+def _publish_shards(storage: Storage, staged: list[tuple[str, str]], kept_shards: list[str], data_uri: str,
+                    staging_uri: str) -> list[str]:
+    """Copy the staged shards and their sources lists to their names in the data folder, then its shard list."""
     copies = []
     for split in SPLITS:
         sources = sorted(uri for shard_split, uri in staged if shard_split == split)
-        copies += [(source, f"{split_folder(split)}/data-{index:05d}-of-{len(sources):05d}.tfrecord.gz")
+        copies += [(source, f"{split_folder(split)}/data-{index:05d}-of-{len(sources):05d}{shards.SHARD_SUFFIX}")
                    for index, source in enumerate(sources)]
     names = [name for _, name in copies]
     shard_list_uri = join(staging_uri, SHARDS_FILE)
-    storage.write_text(shard_list_uri, json.dumps(names))
-    jobs.publish(storage, [*copies, (shard_list_uri, SHARDS_FILE)], data_uri)
+    storage.write_text(shard_list_uri, json.dumps({"shards": names, "kept_shards": kept_shards}))
+    sources_lists = [(shards.sources_of(source), shards.sources_of(name)) for source, name in copies]
+    jobs.publish(storage, [*copies, *sources_lists, (shard_list_uri, SHARDS_FILE)], data_uri)
     return names
 

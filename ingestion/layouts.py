@@ -81,6 +81,10 @@ class ListedFile(typing.NamedTuple):
     split: str | None = None
     # The encoded image, where the listing read it with its label (tfds); None: read source_uri.
     image: bytes | None = None
+    # What tells the file's content from another's without reading it (core.storage.ObjectInfo.fingerprint); None
+    # where the listing does not see the file itself (list files name paths only): then the path alone identifies
+    # it to an incremental ingest.
+    fingerprint: str | None = None
 
 
 def is_tfds_input(input_uri: str) -> bool:
@@ -153,7 +157,7 @@ def list_images(storage: Storage, task: ListingTask) -> typing.Iterator[ListedFi
             category, rejection = task.category, task.rejection
         else:
             category, rejection = _class_of_small_image(relative)
-        yield _checked(ListedFile(item.uri, relative, item.size, category, rejection))
+        yield _checked(ListedFile(item.uri, relative, item.size, category, rejection, fingerprint=item.fingerprint))
 
 
 def _small_image_root(storage: Storage, input_uri: str) -> str | None:

@@ -6,11 +6,15 @@
 
 A reader that finds the manifest finds complete data; the split folders are named as TFX's ExampleGen
 names its own, so an ExampleGen can import them as they are.
+
+A version that `./places ingest --incremental` wrote holds only its new shards in its data folder; the manifest's
+kept_shards names those it keeps from earlier versions, in their own data folders (ingestion/incremental.py). Each
+shard has its sources list beside it (ingestion/shards.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.commit_point import CommitPoint
 from core.console import table
@@ -19,6 +23,9 @@ from core.storage import NotFound, Storage, join
 from data_schema import EVAL_SPLIT, SCHEMA_VERSION, TRAIN_SPLIT
 
 MANIFEST_FILE = "manifest.json"
+# In a data folder, written after its shards: {"shards": [its own], "kept_shards": [of earlier versions]}, as in the
+# manifest. A data folder without it is what an interrupted commit left.
+SHARDS_FILE = "shards.json"
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 # How many rejected files and skipped classes the summary names; the manifest keeps them all.
 SUMMARY_ITEMS = 5
@@ -30,6 +37,12 @@ class IngestError(UserError):
 
 def split_folder(split: str) -> str:
     return f"Split-{split}"
+
+
+def split_of_shard(shard: str) -> str:
+    """The split of a shard path ("data-<16 hex>/Split-train/..." or "Split-train/...")."""
+    folder = next(part for part in shard.split("/") if part.startswith("Split-"))
+    return folder[len("Split-"):]
 
 
 @dataclass(frozen=True)
@@ -57,10 +70,32 @@ class Manifest(CommitPoint):
     shards: list[str]
     # sha256 over the records (source, split, category, image bytes), whatever their order or sharding.
     content_hash: str
+    # Shards of earlier versions that this one holds too, relative to output_uri:
+    # "data-<16 hex>/Split-train/data-00000-of-00002.tfrecord.gz". Empty after a full ingest.
+    kept_shards: list[str] = field(default_factory=list)
+    # The settings that decide which records a file gives (ingestion.incremental.conversion_settings).
+    conversion: dict[str, int] = field(default_factory=dict)
+    # After --incremental: the version it grew ("previous_content_hash"), the images it converted ("converted"),
+    # kept ("kept") and dropped because their file was deleted or changed ("dropped"). Empty after a full ingest.
+    incremental: dict[str, str | int] = field(default_factory=dict)
 
     @property
     def data_uri(self) -> str:
         return join(self.output_uri, self.data_folder)
+
+    def shard_paths(self) -> list[str]:
+        """Every shard of this version, relative to output_uri: its own, then those it keeps."""
+        return [f"{self.data_folder}/{shard}" for shard in self.shards] + self.kept_shards
+
+    def shard_files(self) -> list[tuple[str, str]]:
+        """(URI, path in a TFX Examples artifact) of every shard: "Split-train/data-00000-of-00002.tfrecord.gz" for
+        its own, the data folder put before the name of a kept one, as shards of two versions share names."""
+        own = [(join(self.data_uri, shard), shard) for shard in self.shards]
+        kept = []
+        for shard in self.kept_shards:
+            folder, split, name = shard.split("/", 2)
+            kept.append((join(self.output_uri, shard), f"{split}/{folder}-{name}"))
+        return own + kept
 
     def summary(self) -> str:
         rows = [{"class": key, **{split: self.counts[key].get(split, 0) for split in SPLITS},
@@ -79,7 +114,12 @@ class Manifest(CommitPoint):
         if self.warnings:
             lines.append("warnings:")
             lines += [f"  {warning}" for warning in self.warnings]
-        lines.append(f"data: {self.data_uri} ({len(self.shards)} shards)")
+        if self.incremental:
+            lines.append(f"incremental: converted {self.incremental['converted']} new or changed images, kept "
+                         f"{self.incremental['kept']} of version {str(self.incremental['previous_content_hash'])[:16]}"
+                         f", dropped {self.incremental['dropped']} whose file was deleted or changed")
+        kept = f", and {len(self.kept_shards)} kept from earlier versions" if self.kept_shards else ""
+        lines.append(f"data: {self.data_uri} ({len(self.shards)} shards{kept})")
         lines.append(f"manifest: {join(self.output_uri, MANIFEST_FILE)} (content hash {self.content_hash[:16]})")
         return "\n".join(lines)
 

@@ -79,7 +79,8 @@ def examples_of(storage: Storage, manifest, scratch: Path) -> list[tuple[str, di
         path.write_bytes(storage.read_bytes(join(manifest.data_uri, shard)))
         for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
             features = tf.train.Example.FromString(record.numpy()).features.feature
-            examples.append((shard, {key: (list(feature.bytes_list.value) or list(feature.int64_list.value))[0]
+            examples.append((shard, {key: (list(feature.bytes_list.value) or list(feature.int64_list.value)
+                                           or list(feature.float_list.value))[0]
                                      for key, feature in features.items()}))
     return examples
 
@@ -123,7 +124,8 @@ def test_records_parse_as_tf_examples_with_the_schema_keys(folders_job, tmp_path
     assert len(examples) == manifest.total
     for _, example in examples:
         assert set(example) == {data_schema.IMAGE_KEY, data_schema.LABEL_KEY, data_schema.LABEL_NAME_KEY,
-                                data_schema.SOURCE_KEY, data_schema.HEIGHT_KEY, data_schema.WIDTH_KEY}
+                                data_schema.SOURCE_KEY, data_schema.HEIGHT_KEY, data_schema.WIDTH_KEY,
+                                data_schema.BRIGHTNESS_KEY}
         image = tf.io.decode_jpeg(example[data_schema.IMAGE_KEY])
         assert image.shape == (data_schema.IMAGE_SIZE, data_schema.IMAGE_SIZE, 3)
         name = example[data_schema.LABEL_NAME_KEY].decode()
@@ -132,6 +134,9 @@ def test_records_parse_as_tf_examples_with_the_schema_keys(folders_job, tmp_path
         assert source.startswith(join(container, "raw", data_schema.folder_name(name)) + "/")
         original = Image.open(io.BytesIO(storage.read_bytes(source)))
         assert (example[data_schema.WIDTH_KEY], example[data_schema.HEIGHT_KEY]) == original.size
+        pixels = np.asarray(original.convert("RGB").resize((data_schema.IMAGE_SIZE,) * 2, Image.Resampling.BICUBIC))
+        # Within half a grey level: ingestion decodes a large JPEG at a reduced size first (Image.draft).
+        assert example[data_schema.BRIGHTNESS_KEY] == pytest.approx(pixels.mean() / 255, abs=0.002)
 
 
 def test_shards_sit_in_tfx_split_folders_and_nothing_else_is_left(folders_job):
@@ -145,7 +150,8 @@ def test_shards_sit_in_tfx_split_folders_and_nothing_else_is_left(folders_job):
     assert len([shard for shard in manifest.shards if shard.startswith("Split-train/")]) > 1
     assert sorted(output_listing(storage, output)) == sorted(
         [MANIFEST_FILE, f"{manifest.data_folder}/shards.json",
-         *(f"{manifest.data_folder}/{shard}" for shard in manifest.shards)])
+         *(f"{manifest.data_folder}/{shard}" for shard in manifest.shards),
+         *(f"{manifest.data_folder}/{shard[:-len('.tfrecord.gz')]}.sources.json" for shard in manifest.shards)])
     assert read_manifest(storage, output) == manifest
 
 

@@ -58,8 +58,8 @@ def records_of_shard(output, manifest: dict, shard: str) -> list[dict]:
     found = []
     for record in tf.data.TFRecordDataset(str(output / manifest["data_folder"] / shard), compression_type="GZIP"):
         features = tf.train.Example.FromString(record.numpy()).features.feature
-        found.append({key: (list(feature.bytes_list.value) or list(feature.int64_list.value))[0]
-                      for key, feature in features.items()})
+        found.append({key: (list(feature.bytes_list.value) or list(feature.int64_list.value)
+                            or list(feature.float_list.value))[0] for key, feature in features.items()})
     return found
 
 

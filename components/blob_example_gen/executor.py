@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tfx.dsl.io import fileio
 
 from core.errors import UserError
-from core.storage import Storage, join
+from core.storage import Storage
 from ingestion.manifest import SPLITS, Manifest, read_manifest, split_folder
 
 
@@ -24,7 +24,8 @@ class DataChanged(UserError):
 
 def import_examples(storage: Storage, examples_uri: str, expected_content_hash: str, artifact_dir: str,
                     workers: int = 8) -> Manifest:
-    """Copy the shards of the ingestion at `examples_uri` into `artifact_dir`/Split-<split>/."""
+    """Copy the shards of the ingestion at `examples_uri` (its own and those it keeps from earlier versions)
+    into `artifact_dir`/Split-<split>/."""
     manifest = read_manifest(storage, examples_uri)
     if manifest.content_hash != expected_content_hash:
         raise DataChanged(
@@ -33,16 +34,17 @@ def import_examples(storage: Storage, examples_uri: str, expected_content_hash: 
     for split in SPLITS:
         fileio.makedirs(os.path.join(artifact_dir, split_folder(split)))
 
-    def copy(shard: str) -> None:
-        target = os.path.join(artifact_dir, shard)
+    def copy(shard: tuple[str, str]) -> None:
+        source_uri, path = shard
+        target = os.path.join(artifact_dir, path)
         # Written beside its name, then renamed: a half-copied shard must never look like data.
         partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.partial")
         with fileio.open(partial, "wb") as output:
-            output.write(storage.read_bytes(join(manifest.data_uri, shard)))
+            output.write(storage.read_bytes(source_uri))
         fileio.rename(partial, target, overwrite=True)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(copy, manifest.shards))
+        list(pool.map(copy, manifest.shard_files()))
     for split in SPLITS:
         folder = os.path.join(artifact_dir, split_folder(split))
         if not fileio.listdir(folder):
