@@ -15,6 +15,6 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[
         "core", "data_schema", "ingestion", "registry", "components", "components.*", "pipeline", "serving",
     ]),
-    package_data={"data_schema": ["*.txt", "*.pbtxt"], "pipeline": ["*.html"]},
+    package_data={"data_schema": ["*.txt", "*.pbtxt"], "pipeline": ["*.html", "*.css"], "serving": ["*.html"]},
     python_requires="==3.10.*",
 )

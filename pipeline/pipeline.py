@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfx import v1 as tfx
+from tfx.types import artifact_utils
 
 from components.blob_example_gen.component import BlobExampleGen
 from components.evaluator.eval_config import build_eval_config
 from components.mlflow_pusher.component import MlflowPusher
 from components.trainer.custom_config import to_custom_config
-from components.validation_gate.component import ValidationGate
+from components.validation_gate.component import DriftCheck, DriftGate, ValidationGate
 from core.beam import beam_pipeline_args
 from core.config import Config
+from data_schema import EVAL_SPLIT, TRAIN_SPLIT
 
 PIPELINE_NAME = "places365-scenes"
 TRAINER_RUN_FN = "components.trainer.run_fn.run_fn"
@@ -37,6 +39,11 @@ class PipelineInputs:
     # The current champion's SavedModel folder, downloaded from the registry; None before the first push.
     champion_model_dir: str | None
     mlflow_run_id: str
+    # The champion's training statistics (StatisticsGen's folder, downloaded from its MLflow run), which the drift
+    # check compares this run's with; None without a champion or where its run logged none.
+    champion_statistics_dir: str | None = None
+    # What those statistics are, e.g. "champion version 3's training data", or why there are none.
+    drift_baseline: str = "there is no champion yet"
 
 
 MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
@@ -85,6 +92,16 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
                                                         schema=curated_schema.outputs["schema"])
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
                                      schema=curated_schema.outputs["schema"])
+    champion_statistics = None
+    if inputs.champion_statistics_dir:
+        champion_statistics = tfx.dsl.Importer(
+            source_uri=inputs.champion_statistics_dir, artifact_type=tfx.types.standard_artifacts.ExampleStatistics,
+            properties={"split_names": artifact_utils.encode_split_names([TRAIN_SPLIT, EVAL_SPLIT])},
+        ).with_id("champion_statistics")
+    drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
+                             schema=validation_gate.outputs["validated_schema"], baseline=inputs.drift_baseline,
+                             champion_statistics=champion_statistics.outputs["result"] if champion_statistics else None)
+    drift_gate = DriftGate(drift=drift_check.outputs["drift"], on_drift=config.pipeline.on_drift)
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
         examples=example_gen.outputs["examples"],
@@ -93,8 +110,10 @@ def create_pipeline(config: Config, inputs: PipelineInputs) -> tfx.dsl.Pipeline:
         eval_args=tfx.proto.EvalArgs(),
         custom_config=to_custom_config(config.training, inputs.class_names,
                                        str(config.state_dir / "logs" / "trainer")))
+    # An order, not an input: a new champion reruns the drift check, and should not retrain an unchanged model.
+    trainer.add_upstream_node(drift_gate)
     components = [example_gen, statistics_gen, inferred_schema, curated_schema, example_validator, validation_gate,
-                  trainer]
+                  *([champion_statistics] if champion_statistics else []), drift_check, drift_gate, trainer]
 
     champion = None
     if inputs.champion_model_dir:

@@ -16,11 +16,15 @@ import numpy as np
 from components.evaluator.results import EvaluationSummary, read_evaluation
 from components.mlflow_pusher.executor import PUSH_RESULT_FILE
 from components.trainer import HISTORY_FILE
+from components.validation_gate.drift import DriftResult, read_drift
 from components.validation_gate.executor import Anomaly, read_anomalies
 from core.console import table
 from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
+# The stylesheet of every HTML page the project writes (this run report, `./places monitor`'s), inlined so that a
+# page is one file a person can mail or attach to an MLflow run.
+STYLESHEET = Path(__file__).with_name("report_style.css")
 # The pictures of the training history and of the Evaluator's confusion matrix, beside the page.
 ACCURACY_PLOT, CONFUSION_PLOT = "accuracy_vs_epoch.png", "confusion_matrix.png"
 # Up to this many classes a person reads every one: the terminal lists them all, the page shows the confusion
@@ -30,6 +34,8 @@ ACCURACY_PLOT, CONFUSION_PLOT = "accuracy_vs_epoch.png", "confusion_matrix.png"
 READABLE_CLASSES = 30
 TERMINAL_WORST, TERMINAL_BEST = 10, 5
 CONFUSED_PAIRS = 20
+# Beyond READABLE_CLASSES, the drift section lists this many classes whose share moved most (drift.json has all).
+CLASS_MOVERS = 20
 
 
 @dataclass
@@ -53,6 +59,8 @@ class RunRecord:
     component_states: dict[str, str] = field(default_factory=dict)
     statistics: dict[str, SplitStatistics] = field(default_factory=dict)
     anomalies: list[Anomaly] | None = None
+    # How far the training data lies from the champion's; None where the run stopped before the drift check.
+    drift: DriftResult | None = None
     history: list[dict] = field(default_factory=list)
     evaluation: EvaluationSummary | None = None
     # The candidate's confusion matrix on the eval split (TFMA's): row true class, column predicted, in
@@ -88,6 +96,8 @@ def collect(outputs: dict[str, dict[str, str]], record: RunRecord) -> RunRecord:
         record.statistics = read_statistics(outputs["StatisticsGen"]["statistics"])
     if "anomalies" in outputs.get("ExampleValidator", {}):
         record.anomalies = read_anomalies(outputs["ExampleValidator"]["anomalies"])
+    if "drift" in outputs.get("DriftCheck", {}):
+        record.drift = read_drift(outputs["DriftCheck"]["drift"])
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run and (Path(model_run) / HISTORY_FILE).exists():
         record.history = json.loads((Path(model_run) / HISTORY_FILE).read_text())
@@ -214,6 +224,8 @@ def terminal_summary(record: RunRecord) -> str:
     """The short table `./places run` and `./places inspect` print: every class, worst top-1 first, or at many
     classes the worst and the best."""
     lines = [f"run {record.mlflow_run_id}: {record.outcome}", f"  {record.message}"]
+    if record.drift is not None:
+        lines.append(f"  {drift_line(record)}")
     evaluation = record.evaluation
     if evaluation is not None:
         class_rows = _class_rows(record)
@@ -240,6 +252,21 @@ def terminal_summary(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
+def drift_line(record: RunRecord) -> str:
+    """The drift check's verdict in one line."""
+    drift = record.drift
+    if drift.not_checked:
+        return f"drift: {drift.not_checked}"
+    if not drift.drifted:
+        return f"drift from {drift.baseline}: none past the thresholds"
+    # Stopped with a drift result that drifted: the drift gate stopped it (the anomaly gate runs before the check).
+    then = ("; if the change is meant, run again with `--set pipeline.on_drift=warn`, otherwise fix the data"
+            if record.outcome.startswith("stopped") else "; pipeline.on_drift is warn, so the run went on")
+    return f"drift from {drift.baseline}: " + ", ".join(
+        f"{item.feature} drifted ({item.measure} {item.value:.3f} > {item.threshold:g})" for item in drift.drifted
+    ) + then
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None or np.isnan(value) else f"{100 * value:.1f}%"
 
@@ -261,9 +288,11 @@ def write_report(record: RunRecord, folder: Path) -> Path:
         plot_confusion(record.confusion, record.class_names, model_name, folder / CONFUSION_PLOT)
         pictures["confusion_matrix"] = CONFUSION_PLOT
     page = Template(TEMPLATE.read_text(), autoescape=True).render(
-        record=record, pictures=pictures, display_name=display_name, percent=_percent,
+        house_style=STYLESHEET.read_text(), record=record, pictures=pictures, display_name=display_name,
+        percent=_percent,
         class_rows=_class_rows(record), splits=list(record.statistics), escape=html.escape,
         many_classes=len(record.class_names) > READABLE_CLASSES,
+        class_movers=_class_movers(record.drift, len(record.class_names)), drift_line=drift_line,
         confused_pairs=most_confused_pairs(record.confusion, record.class_names) if record.confusion else [],
         confusion_images=int(np.sum(record.confusion or 0)))
     index = folder / "index.html"
@@ -271,6 +300,13 @@ def write_report(record: RunRecord, folder: Path) -> Path:
     temporary.write_text(page)
     temporary.replace(index)
     return index
+
+
+def _class_movers(drift: DriftResult | None, num_classes: int) -> list:
+    """The classes the drift section lists: all of them up to READABLE_CLASSES, else those that moved most."""
+    if drift is None:
+        return []
+    return list(drift.class_shares if num_classes <= READABLE_CLASSES else drift.class_shares[:CLASS_MOVERS])
 
 
 def most_confused_pairs(confusion: list[list[int]], class_names: list[str], limit: int = CONFUSED_PAIRS) -> list[dict]:

@@ -154,12 +154,15 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
         echo(f"MLflow run {run_id}: {tracking.run_url(run_id)}")
         registry = Registry.from_config(config)
         champion = registry.champion()
+        champion_statistics = registry.training_statistics(champion) if champion else None
         inputs = PipelineInputs(
             content_hash=manifest.content_hash,
             class_names=tuple(manifest.classes),
             curated_schema_file=write_curated_schema(config, tuple(manifest.classes)),
             champion_model_dir=registry.download(champion) if champion else None,
-            mlflow_run_id=run_id)
+            mlflow_run_id=run_id,
+            champion_statistics_dir=champion_statistics,
+            drift_baseline=_drift_baseline(champion, champion_statistics))
         champion_line = f"version {champion.version}" if champion else "none yet (the first blessed model becomes it)"
         echo(f"champion: {champion_line}")
         started, started_at = time.monotonic(), datetime.now(timezone.utc)
@@ -193,6 +196,15 @@ def run_pipeline(config: Config, echo: typing.Callable[[str], None] = print) -> 
         return RunResult(record, report)
 
 
+def _drift_baseline(champion, champion_statistics: str | None) -> str:
+    """What the drift check compares with, or why it has nothing."""
+    if champion is None:
+        return "there is no champion yet"
+    if champion_statistics is None:
+        return f"champion version {champion.version}'s MLflow run logged no training statistics"
+    return f"champion version {champion.version}'s training data"
+
+
 def _settings(config: Config, manifest, champion, tfx_run_id: str, seconds: float) -> dict[str, str]:
     from pipeline.tracking import git_commit
 
@@ -201,7 +213,7 @@ def _settings(config: Config, manifest, champion, tfx_run_id: str, seconds: floa
             "trainer workers": str(config.training.workers), "examples": manifest.data_uri,
             "content hash": manifest.content_hash[:16], "classes": str(len(manifest.classes)),
             "accuracy floor": str(config.evaluation.accuracy_floor),
-            "blessing metric": config.evaluation.blessing_metric,
+            "blessing metric": config.evaluation.blessing_metric, "on drift": config.pipeline.on_drift,
             "champion before this run": f"version {champion.version}" if champion else "none",
             "TFX run": tfx_run_id, "git commit": git_commit(), "wall time": f"{seconds:.1f} s"}
 
@@ -235,6 +247,9 @@ def _track(tracking: Tracking, run_id: str, record: RunRecord, outputs: dict, re
             metrics.update({f"{prefix}_{name.replace('/', '_')}": value for name, value in by_class.items()})
         # None: top-5 with 5 classes or fewer, or no champion.
         tracking.log_metrics(run_id, {name: value for name, value in metrics.items() if value is not None})
+    if record.drift and record.drift.features:
+        # drift_category_name, drift_brightness, ...: the measured value, whose threshold the report shows.
+        tracking.log_metrics(run_id, {f"drift_{item.feature}": item.value for item in record.drift.features})
     model_run = outputs.get("Trainer", {}).get("model_run")
     if model_run:
         tracking.log_files(run_id, [Path(model_run) / HISTORY_FILE], "training")
@@ -242,7 +257,7 @@ def _track(tracking: Tracking, run_id: str, record: RunRecord, outputs: dict, re
                                 if (report_folder / name).exists()], "plots")
     tracking.log_folder(run_id, report_folder, "report")
     for node, artifacts in outputs.items():
-        for key in ("anomalies", "evaluation", "statistics"):
+        for key in ("anomalies", "drift", "evaluation", "statistics"):
             if key in artifacts:
                 tracking.log_folder(run_id, Path(artifacts[key]), f"tfx/{node}/{key}")
     tracking.set_tags(run_id, {"outcome": record.outcome, "outcome_message": record.message[:4000],

@@ -1,5 +1,5 @@
 """The run report at the tutorial's 10 classes and at all 365: the terminal table, and the HTML page's per-class
-table (worst first, every class, a search box), most confused pairs and class-count plot."""
+table (worst first, every class, a search box), most confused pairs, class-count plot and drift section."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from components.evaluator.results import EvaluationSummary, ModelEvaluation
+from components.validation_gate.drift import ClassShare, DriftResult, FeatureDrift
 from data_schema import EVAL_SPLIT, TRAIN_SPLIT, TUTORIAL_CLASSES, display_name, places365_categories
 from pipeline.report import RunRecord, SplitStatistics, terminal_summary, write_report
 
@@ -110,3 +111,46 @@ def test_the_search_box_filters_by_display_name_and_by_key(written_report, class
     page = written_report(classes).read_text()
     assert "row.cells[0].textContent" in page and "row.dataset.key" in page
     assert f"{len(classes)} of {len(classes)} classes" in page
+
+
+def drifted_record(class_names: tuple[str, ...]) -> RunRecord:
+    """A run that went on (on_drift warn) though its first class doubled its share and the others lost a little."""
+    even = 1 / len(class_names)
+    first = min(2 * even, 0.5)
+    rest = (1 - first) / (len(class_names) - 1)
+    shares = [ClassShare(class_names[0], first, even)] + [ClassShare(name, rest, even) for name in class_names[1:]]
+    drift = DriftResult(baseline="champion version 2's training data",
+                        features=(FeatureDrift("brightness", "Jensen-Shannon divergence", 0.02, 0.1, False),
+                                  FeatureDrift("category_name", "L-infinity distance", first - even, 0.08,
+                                               first - even > 0.08)),
+                        class_shares=tuple(shares), not_compared={"height": "previous data missing"})
+    return RunRecord(mlflow_run_id="r2", run_url="http://mlflow/r2", started="2026-01-01T00:00:00",
+                     outcome="registered", message="blessed", class_names=list(class_names), drift=drift)
+
+
+def test_the_drift_section_marks_what_drifted_and_lists_every_class_at_10(tmp_path):
+    page = write_report(drifted_record(TUTORIAL_CLASSES), tmp_path).read_text()
+    section = page[page.index("<h2>Drift from the champion's data"):page.index("<h2>Training")]
+
+    assert ('<tr class="drifted"><td>category_name</td><td>L-infinity distance</td><td class="number">0.100</td>'
+            '<td class="number">0.08</td><td><span class="badge">drifted</span>') in section
+    assert "<td>brightness</td><td>Jensen-Shannon divergence</td><td class=\"number\">0.020</td>" in section
+    assert "not compared: previous data missing" in section and "the run went on" in section
+    movers = re.findall(r"<tr><td>([^<]+)</td><td class=\"number\">([^<]+)</td><td class=\"number\">([^<]+)</td>"
+                        r"<td class=\"number\">([^<]+)</td>", section)
+    assert len(movers) == 10
+    assert movers[0] == (display_name(TUTORIAL_CLASSES[0]), "20.00%", "10.00%", "+10.00 pt")
+    summary = terminal_summary(drifted_record(TUTORIAL_CLASSES))
+    assert ("drift from champion version 2's training data: category_name drifted (L-infinity distance 0.100 > 0.08)"
+            "; pipeline.on_drift is warn, so the run went on") in summary
+
+
+def test_at_365_classes_the_drift_section_lists_the_20_classes_that_moved_most(tmp_path):
+    classes = places365_categories()
+    page = write_report(drifted_record(classes), tmp_path).read_text()
+    section = page[page.index("<h2>Drift from the champion's data"):page.index("<h2>Training")]
+
+    assert "No drift past the thresholds from champion version 2&#39;s training data." in section
+    assert "The 20 of 365 classes whose share of the train images moved most." in section
+    movers = re.findall(r"<tr><td>([^<]+)</td><td class=\"number\">([^<]+)%</td>", section)
+    assert len(movers) == 20 and movers[0] == (display_name(classes[0]), "0.55")

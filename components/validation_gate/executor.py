@@ -1,7 +1,8 @@
 """Stop the run when data validation found anomalies, with a message a person can act on.
 
 TFX's ExampleValidator records anomalies but lets the pipeline go on; this gate turns them into a
-failure before the Trainer, naming each anomaly, its split and feature.
+failure before the Trainer, naming each anomaly, its split and feature. The drift check measures how far the
+training data lies from the champion's (drift.py) and, with pipeline.on_drift "stop", stops the run the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +13,21 @@ from dataclasses import dataclass
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.io import fileio
 
+from components.validation_gate.drift import (
+    DRIFT_FILE,
+    DriftResult,
+    compare,
+    read_drift,
+    read_split_statistics,
+    unchecked,
+    write_drift,
+)
+from data_schema import TRAIN_SPLIT
+
 # ExampleValidator writes one of these per split folder (tfx.components.example_validator.executor).
 ANOMALIES_FILE = "SchemaDiff.pb"
+# ImportSchemaGen's file in a Schema artifact's folder, which the gate passes on unchanged.
+SCHEMA_FILE = "schema.pbtxt"
 
 
 class DataValidationFailed(RuntimeError):
@@ -62,3 +76,38 @@ def check(anomalies_dir: str, schema_dir: str, validated_schema_dir: str) -> Non
     fileio.makedirs(validated_schema_dir)
     for name in fileio.listdir(schema_dir):
         fileio.copy(os.path.join(schema_dir, name), os.path.join(validated_schema_dir, name), overwrite=True)
+
+
+def measure_drift(statistics_dir: str, champion_statistics_dir: str | None, schema_dir: str, baseline: str,
+                  drift_dir: str) -> DriftResult:
+    """Compare the train split's statistics with the champion's under the schema's drift comparators and write the
+    result to `drift_dir`; without champion statistics, a result that says why (`baseline`)."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    if champion_statistics_dir is None:
+        result = unchecked(baseline)
+    else:
+        with fileio.open(os.path.join(schema_dir, SCHEMA_FILE), "r") as text:
+            schema = text_format.Parse(text.read(), schema_pb2.Schema())
+        result = compare(read_split_statistics(statistics_dir, TRAIN_SPLIT),
+                         read_split_statistics(champion_statistics_dir, TRAIN_SPLIT), schema, baseline)
+    write_drift(result, drift_dir)
+    return result
+
+
+def stop_on_drift(drift_dir: str, on_drift: str) -> None:
+    """With on_drift "stop", raise DataValidationFailed naming each drifted feature; with "warn", let the run go on
+    (the report says it drifted)."""
+    result = read_drift(drift_dir)
+    if on_drift != "stop" or not result.drifted:
+        return
+    lines = [f"  {item.feature}: {item.measure} {item.value:.3f}, past the threshold {item.threshold:g}"
+             for item in result.drifted]
+    raise DataValidationFailed(
+        f"the training data drifted from {result.baseline} in {', '.join(item.feature for item in result.drifted)}, "
+        "past the thresholds in data_schema/schema.pbtxt, so the run stops before training (pipeline.on_drift is "
+        "stop)\n" + "\n".join(lines) +
+        f"\ndrift: {os.path.join(drift_dir, DRIFT_FILE)}\nIf the change is meant, run again with "
+        "`--set pipeline.on_drift=warn`; otherwise fix the data, ingest again and rerun. The report's drift section "
+        "shows which classes moved.")

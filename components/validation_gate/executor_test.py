@@ -13,6 +13,7 @@ from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
 from components.validation_gate.executor import ANOMALIES_FILE, DataValidationFailed, check, read_anomalies
 from data_schema import (
+    BRIGHTNESS_KEY,
     HEIGHT_KEY,
     IMAGE_KEY,
     LABEL_KEY,
@@ -28,12 +29,15 @@ def example(category: int, name: str, drop: str | None = None) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (128, 128), (category * 20, 90, 30)).save(buffer, "JPEG")
     features = {IMAGE_KEY: [buffer.getvalue()], LABEL_KEY: [category], LABEL_NAME_KEY: [name.encode()],
-                SOURCE_KEY: [f"azfs://a/c/{name}/{category}.jpg".encode()], HEIGHT_KEY: [300], WIDTH_KEY: [400]}
+                SOURCE_KEY: [f"azfs://a/c/{name}/{category}.jpg".encode()], HEIGHT_KEY: [300], WIDTH_KEY: [400],
+                BRIGHTNESS_KEY: [0.4]}
     feature_map = {}
     for key, values in features.items():
         if key == drop:
             continue
-        if isinstance(values[0], int):
+        if isinstance(values[0], float):
+            feature_map[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        elif isinstance(values[0], int):
             feature_map[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
         else:
             feature_map[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
