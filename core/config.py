@@ -277,8 +277,16 @@ class ServingConfig:
     # A blob (or folder) prefix where `./places serve` keeps a sample of the images it is sent and what it answered,
     # as TFRecords of tf.Examples, for `./places monitor` to compare with the training data. Empty: no log.
     request_log: str = ""
-    # The share of requests whose images are logged.
+    # The share of the images sent that are logged (100: every one; the choice is by count, not at random).
     request_log_percent: Percent = 10
+    # The log is written off the request path, one GZIP TFRecord file per this many images, or per
+    # request_log_flush_s seconds once any is waiting (and at shutdown): fewer, larger files are cheaper to list
+    # and read, more frequent ones lose less in a crash.
+    request_log_images_per_file: Positive = 1000
+    request_log_flush_s: typing.Annotated[float, Range(0, exclusive_minimum=True)] = 60.0
+    # Images waiting to be written, at most: past it (storage slower than the requests) sampled images are
+    # dropped and counted (places_serving_request_log_dropped_total), never waited for.
+    request_log_queue: Positive = 10_000
 
 
 @dataclass(frozen=True)

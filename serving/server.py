@@ -25,7 +25,8 @@ bench/serving_latency.py measures this server against the floor and MLflow's; th
 
 Each connection gets a thread, which reads and checks its request; the batcher (serving/batcher.py) joins the
 requests that arrive together into model calls. TensorFlow releases the GIL while the model runs.
-One log line per request (method, path, status, milliseconds), never a body.
+One log line per request (method, path, status, milliseconds), never a body. With serving.request_log, a sample of
+the answered images goes to the request log (serving/request_log.py) once the answer is out.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from serving import inputs, open_inference, openapi
 from serving.batcher import Batcher, ShuttingDown
 from serving.inputs import INPUT_ERRORS, InvalidInput
 from serving.model import ModelInput, SceneModel, checked_pixels, model_calls_at_once
+from serving.request_log import RequestLog
 
 _LOG = logging.getLogger(__name__)
 # Python's json.dumps writes float("nan") and float("inf") as these bare words, which JSON does not have.
@@ -83,6 +85,7 @@ class ScoringServer(ThreadingHTTPServer):
     """The HTTP server; `serve_forever()` answers until `shutdown()` (or Ctrl-C in the thread running it).
 
     `api_key` (see api_key()) is required on every route but /ping where given, and on any host but loopback.
+    `request_log` is handed every answered model request; closing the server closes it (its last file is written).
     """
 
     daemon_threads = True  # a client holding its connection open never keeps the process from exiting
@@ -90,12 +93,16 @@ class ScoringServer(ThreadingHTTPServer):
     # the model keeps the CPU busy overflow a short queue, and the kernel resets the connections that do not fit.
     request_queue_size = 128
 
-    def __init__(self, model: SceneModel, config: ServingConfig, port: int, api_key: str | None = None):
+    def __init__(self, model: SceneModel, config: ServingConfig, port: int, api_key: str | None = None,
+                 request_log: RequestLog | None = None):
         _refuse_open_exposure(config, api_key)
         self.model = model
         self.config = config
         self.api_key = None if api_key is None else api_key.encode()
         self.metrics = _Metrics(model)
+        self.request_log = request_log
+        if request_log is not None:
+            self.metrics.registry.register(request_log)
         self.tls = _tls_context(config)
         # Before the socket: the base class closes the server (and so the batcher) where binding fails.
         self.batcher = Batcher(lambda: self.model, config, self.metrics.batch_size.observe, self.metrics.waited)
@@ -115,6 +122,8 @@ class ScoringServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.batcher.close()
+        if self.request_log is not None:
+            self.request_log.close()
 
     def switch(self, model: SceneModel) -> None:
         """Answer with `model` from now on. Handlers read self.model once per request, so one assignment switches
@@ -420,6 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.metrics.images.inc(len(probabilities))
         self._send(200, result, content_type="application/octet-stream" if headers else "application/json",
                    headers=headers)
+        if self.server.request_log is not None:  # after the answer went out: the client never waits for it
+            self.server.request_log.add(parsed.model_input, probabilities, model)
 
     def _other_method(self) -> None:
         """The standard methods no route answers (http.server would say 501, not implemented): 405 with the one
@@ -591,9 +602,9 @@ Follow = typing.Callable[[SceneModel, typing.Callable[[SceneModel], None], threa
 
 @contextlib.contextmanager
 def running(model: SceneModel, config: ServingConfig, port: int = 0, api_key: str | None = None,
-            follow: Follow | None = None) -> typing.Iterator[ScoringServer]:
+            follow: Follow | None = None, request_log: RequestLog | None = None) -> typing.Iterator[ScoringServer]:
     """The server answering from a background thread while the block runs (port 0: a free port; see .url)."""
-    server = ScoringServer(model, config, port, api_key)
+    server = ScoringServer(model, config, port, api_key, request_log)
     thread = threading.Thread(target=server.serve_forever, name="scoring-server", daemon=True)
     thread.start()
     stop = _following(server, follow)
@@ -629,12 +640,12 @@ def _freeze_what_is_loaded() -> None:
 
 
 def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typing.Callable[[str], None],
-          follow: Follow | None = None) -> None:
+          follow: Follow | None = None, request_log: RequestLog | None = None) -> None:
     """Answer at serving.host and serving.port, in this thread, until Ctrl-C; `key` from api_key(); `follow`
-    (see running()) swaps in new versions."""
+    (see running()) swaps in new versions; `request_log` keeps a sample of the requests."""
     _LOG.setLevel(logging.INFO)
     logging.getLogger("serving.model").setLevel(logging.INFO)
-    server = ScoringServer(model, config, config.port, key)
+    server = ScoringServer(model, config, config.port, key, request_log)
 
     def switch(new: SceneModel) -> None:
         server.switch(new)
@@ -652,6 +663,9 @@ def serve(model: SceneModel, config: ServingConfig, key: str | None, echo: typin
                 if config.max_batch_size else "no batching")
     echo(f"serving {model.reference} at {server.url} (POST /invocations, GET /ping, GET /metrics, "
          f"GET /openapi.json; {access}; {batching}); Ctrl-C stops")
+    if request_log is not None:
+        echo(f"logging {request_log.percent} % of the images sent, with the answers, under {request_log.prefix} "
+             "(serving.request_log) for `./places monitor`")
     _stop_on(signal.SIGINT, signal.SIGTERM)
     try:
         server.serve_forever()

@@ -1,8 +1,10 @@
 """A registered champion for the serving tests without running the pipeline: a small Keras model, fitted one step
-on random pixels, exported by the Trainer's export and registered by the Pusher's push, as the pipeline does."""
+on random pixels, exported by the Trainer's export and registered by the Pusher's push, as the pipeline does; and,
+where a test needs them, training statistics logged to its run as `./places run` logs StatisticsGen's."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import keras
@@ -14,8 +16,10 @@ from tfx.utils.path_constants import SERVING_MODEL_DIR
 from components.mlflow_pusher.executor import push
 from components.trainer.export import export
 from core.config import Config, apply
-from data_schema import CHANNELS, IMAGE_SIZE, TUTORIAL_CLASSES
+from data_schema import CHANNELS, IMAGE_MEASUREMENTS, IMAGE_SIZE, LABEL_NAME_KEY, TRAIN_SPLIT, TUTORIAL_CLASSES
+from ingestion.images import convert
 from pipeline.tracking import Tracking
+from registry import TRAINING_STATISTICS_ARTIFACTS, Registry
 
 
 def small_model() -> keras.Model:
@@ -43,6 +47,24 @@ def register_champion(config: Config, folder: Path, model_name: str, model: kera
          not_blessed_reason="", tracking_uri=config.mlflow_uri, model_name=model_name, mlflow_run_id=run_id, tags={})
     client.set_terminated(run_id)
     return apply(config, {"mlflow.model_name": model_name})
+
+
+def log_training_statistics(config: Config, images: list[bytes], labels: list[str]) -> None:
+    """Log TFDV statistics of `images` (encoded, measured by ingestion's convert) labelled `labels` to the run of
+    mlflow.model_name@champion, where the pipeline logs its StatisticsGen output (Split-train/FeatureStats.pb)."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    converted = [convert(image, config.ingest) for image in images]
+    frame = pd.DataFrame({**{key: [getattr(image, key) for image in converted] for key in IMAGE_MEASUREMENTS},
+                          LABEL_NAME_KEY: labels})
+    statistics = tfdv.generate_statistics_from_dataframe(frame)
+    run_id = Registry.from_config(config).find().run_id
+    with tempfile.TemporaryDirectory() as folder:
+        split = Path(folder, f"Split-{TRAIN_SPLIT}")
+        split.mkdir()
+        (split / "FeatureStats.pb").write_bytes(statistics.SerializeToString())
+        MlflowClient(config.mlflow_uri).log_artifacts(run_id, folder, TRAINING_STATISTICS_ARTIFACTS)
 
 
 def cli_environment(config: Config) -> dict[str, str]:
