@@ -213,14 +213,19 @@ def upload(ctx, source: Path, target: str, workers: int, mirror: bool) -> None:
 @click.option("--tfds-data-dir", default=None,
               help="Local or mounted folder where TFDS prepared places365_small [default: data.tfds_data_dir; "
                    "empty: TFDS's default].")
+@click.option("--incremental", is_flag=True,
+              help="Convert only the images that the data already at --output does not hold (new, or changed since), "
+                   "and keep its shards: the new version is the one a full ingest would write, in the time its new "
+                   "images take.")
 @click.option("--runner", type=click.Choice(BEAM_RUNNERS), default=None, help=_RUNNER_HELP)
 @click.pass_context
-def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, runner) -> None:
+def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, incremental, runner) -> None:
     """Turn images in blob storage (or TFDS's places365_small) into sharded GZIP TFRecords of tf.Example plus
     a manifest, with Beam.
 
     Unreadable images are rejected and listed in the manifest; the output appears only when the job
-    succeeded, and an unchanged input gives the same manifest content hash.
+    succeeded, and an unchanged input gives the same manifest content hash. With --incremental, images already
+    ingested unchanged are not converted again.
     """
     from ingestion.job import ingest as run_ingest
 
@@ -230,7 +235,7 @@ def ingest(ctx, input_uri, output_uri, layout, classes, tfds_data_dir, runner) -
     output_uri = output_uri or config.uri(config.data.examples_uri)
     if storage_module.is_blob_uri(input_uri) or storage_module.is_blob_uri(output_uri):
         _ensure_storage(config)
-    manifest = run_ingest(config, input_uri, output_uri, layout)
+    manifest = run_ingest(config, input_uri, output_uri, layout, incremental)
     click.echo(manifest.summary())
 
 
@@ -267,6 +272,38 @@ def run_command(ctx, model, epochs, accuracy_floor, runner, workers) -> None:
     click.echo("\n" + terminal_summary(result.record))
     click.echo(f"\nreport: {result.report}\nMLflow: {result.record.run_url}")
     if result.record.outcome.startswith("stopped"):
+        sys.exit(1)
+
+
+@main.command("retrain-if-needed")
+@click.option("--min-new-images", type=click.IntRange(min=1), default=None,
+              help="New or changed images that call for a new model [default: pipeline.retrain_min_new_images].")
+@click.option("--runner", type=click.Choice(BEAM_RUNNERS), default=None, help=_RUNNER_HELP)
+@click.pass_context
+def retrain_if_needed(ctx, min_new_images, runner) -> None:
+    """Ingest what is new at data.raw_images_uri (incrementally), and run the pipeline when it matters: there is no
+    champion yet, at least pipeline.retrain_min_new_images images are new since the champion's data, or the new
+    images drifted from it. A blessed model becomes the champion, which a running `./places serve` swaps to.
+
+    For cron or any scheduler: it exits 0 saying why it did or did not retrain, 1 where a retraining run stopped.
+    """
+    from pipeline.report import terminal_summary
+    from pipeline.retraining import retrain_if_needed as retrain
+
+    config = with_flags(config_of(ctx), {"pipeline.retrain_min_new_images": min_new_images, "beam.runner": runner})
+    _ensure_services(config)
+    outcome = retrain(config, echo=click.echo)
+    if outcome.run is None:
+        return
+    record = outcome.run.record
+    click.echo("\n" + terminal_summary(record))
+    click.echo(f"\nreport: {outcome.run.report}\nMLflow: {record.run_url}")
+    if outcome.run.registered:
+        click.echo(f"retrained: {record.message}; `./places serve` serving the champion loads it within "
+                   f"serving.reload_s ({config.serving.reload_s:g} s)")
+    else:
+        click.echo(f"retrained, but the champion stays: {record.message}")
+    if record.outcome.startswith("stopped"):
         sys.exit(1)
 
 
@@ -309,6 +346,7 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     to serving.max_batch_size images (0: each request alone), serving.model_calls_at_once at a time.
     """
     from serving import model as serving_model
+    from serving.request_log import RequestLog
     from serving.server import api_key
     from serving.server import serve as serve_forever
 
@@ -317,7 +355,30 @@ def serve(ctx, reference: str | None, host: str | None, port: int | None) -> Non
     _ensure_services(config)
     serving_model.share_cores(config.serving)
     serve_forever(serving_model.load(config, reference), config.serving, key, click.echo,
-                  functools.partial(serving_model.follow, config, reference))
+                  functools.partial(serving_model.follow, config, reference), RequestLog.from_config(config))
+
+
+@main.command()
+@click.option("--since", default="24", show_default=True,
+              help="The start of the window: hours before now, or a UTC date or time (2026-12-01, 2026-12-01T08:00).")
+@click.option("--model", "reference", default=None,
+              help="Registered model whose training data the requests are compared with: NAME@ALIAS or NAME/VERSION "
+                   "[default: mlflow.model_name@champion].")
+@click.pass_context
+def monitor(ctx, since: str, reference: str | None) -> None:
+    """Compare the images `./places serve` logged (serving.request_log) with the champion's training data.
+
+    Writes an HTML report (skew of each image measurement by the curated schema's skew comparators, predicted
+    classes against the training labels, requests per class over time) and prints a short table and its path.
+    """
+    from serving.monitor import monitor as run_monitor
+    from serving.monitor import terminal_summary
+
+    config = config_of(ctx)
+    _ensure_services(config)
+    record, report = run_monitor(config, since, reference)
+    click.echo(terminal_summary(record))
+    click.echo(f"\nreport: {report}")
 
 
 @main.command()

@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 
 from core.config import Config
-from core.storage import Storage, join
+from core.storage import NotFound, Storage, join
 from ingestion import shards as shard_files
 from ingestion.manifest import SHARDS_FILE, IngestError, Manifest, read_manifest, split_folder, split_of_shard
 
@@ -157,20 +157,25 @@ def held_version(storage: Storage, config: Config, classes: tuple[str, ...], inp
     return HeldVersion(manifest, sources)
 
 
-def version_sources(storage: Storage, output_uri: str, content_hash: str) -> set[tuple[str, str | None]] | None:
-    """(source, fingerprint) of every record of the data version with `content_hash` at `output_uri`; None where
-    that version's data folder is gone."""
-    folder = join(output_uri, f"data-{content_hash[:16]}")
+def version_shards(storage: Storage, output_uri: str, content_hash: str) -> list[str] | None:
+    """Every shard of the data version with `content_hash` at `output_uri`, relative to the output; None where that
+    version's data folder is gone (or was never committed there)."""
+    data_folder = f"data-{content_hash[:16]}"
     try:
-        listed = json.loads(storage.read_text(join(folder, SHARDS_FILE)))
-    except Exception:  # never committed here, or deleted
+        listed = json.loads(storage.read_text(join(output_uri, data_folder, SHARDS_FILE)))
+    except NotFound:
         return None
-    paths = folder_shards(folder.rsplit("/", 1)[-1], listed)
-    found = set()
-    for shard in paths:
-        found.update((entry.source_uri, entry.fingerprint)
-                     for entry in shard_files.read_sources(storage, join(output_uri, shard)))
-    return found
+    return folder_shards(data_folder, listed)
+
+
+def version_sources(storage: Storage, output_uri: str, shards: list[str]) -> set[tuple[str, str | None]] | None:
+    """(source, fingerprint) of every record in `shards` (relative to `output_uri`); None where a shard has no
+    sources list (written before ingestion kept them)."""
+    try:
+        return {(entry.source_uri, entry.fingerprint)
+                for shard in shards for entry in shard_files.read_sources(storage, join(output_uri, shard))}
+    except NotFound:
+        return None
 
 
 def folder_shards(data_folder: str, listed: list | dict) -> list[str]:

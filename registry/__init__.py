@@ -5,7 +5,14 @@ registered version is logged with (registry.flavour).
 Layer: above core/ and data_schema/, below components/, pipeline/ and serving/, which call it.
 """
 
-from registry.models import (CHAMPION_ALIAS, SOURCE_TAG, TRAINING_STATISTICS_ARTIFACTS, ModelNotFound, Registry,
-                             parse_reference)
+from registry.models import (
+    CHAMPION_ALIAS,
+    SOURCE_TAG,
+    TRAINING_STATISTICS_ARTIFACTS,
+    ModelNotFound,
+    Registry,
+    parse_reference,
+)
 
-__all__ = ["CHAMPION_ALIAS", "SOURCE_TAG", "TRAINING_STATISTICS_ARTIFACTS", "ModelNotFound", "Registry", "parse_reference"]
+__all__ = ["CHAMPION_ALIAS", "SOURCE_TAG", "TRAINING_STATISTICS_ARTIFACTS", "ModelNotFound", "Registry",
+           "parse_reference"]

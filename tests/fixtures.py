@@ -61,3 +61,25 @@ def mlflow_server(azurite: Config) -> Config:
     services.up(config, ["mlflow"], report=lambda line: None)
     yield config
     services.down(config, ["mlflow"], report=lambda line: None)
+
+
+def small_pipeline_config(mlflow_server: Config, storage: storage_module.Storage, root, name: str,
+                          images_per_class: int, settings: dict[str, str] | None = None) -> Config:
+    """Small, fast pipeline settings (seed_cnn, no accuracy floor) with their own state folder under `root`, container,
+    experiment and model `name`, over sample images of the tutorial's 10 classes uploaded to the raw prefix and not
+    yet ingested; `settings` on top."""
+    from data_schema import TUTORIAL_CLASSES
+    from ingestion.upload import upload
+    from sample_data import generate
+
+    container = f"azfs://devstoreaccount1/{name}"
+    config = apply(mlflow_server, {
+        "state_dir": str(root / "state"),
+        "data.raw_images_uri": f"{container}/raw", "data.examples_uri": f"{container}/examples",
+        "training.model": "seed_cnn", "training.epochs": "2", "training.batch_size": "16",
+        "evaluation.accuracy_floor": "0.0", "mlflow.experiment": name, "mlflow.model_name": f"{name}-scenes",
+        **(settings or {})})
+    generate(root / "images", TUTORIAL_CLASSES, images_per_class, "folders", seed=5)
+    upload(storage, root / "images", config.uri(config.data.raw_images_uri))
+    return config
+
