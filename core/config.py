@@ -284,9 +284,11 @@ class ServingConfig:
     # and read, more frequent ones lose less in a crash.
     request_log_images_per_file: Positive = 1000
     request_log_flush_s: typing.Annotated[float, Range(0, exclusive_minimum=True)] = 60.0
-    # Images waiting to be written, at most: past it (storage slower than the requests) sampled images are
-    # dropped and counted (places_serving_request_log_dropped_total), never waited for.
-    request_log_queue: Positive = 10_000
+    # Images waiting to be measured and written, at most: past it (the log slower than the requests) sampled images
+    # are dropped and counted (places_serving_request_log_dropped_total), never waited for. Each waiting image holds
+    # what the client sent (a tutorial pixel image 196 KB in memory, an encoded one its file's size), so this bounds
+    # the log's memory too.
+    request_log_queue: Positive = 1000
 
 
 @dataclass(frozen=True)
