@@ -4,6 +4,7 @@
   2. compare the ingested version with the data the champion was trained on (its model version's content_hash):
        no champion                                          -> train the first one
        the same version                                     -> nothing new
+       a version the last run trained on, not blessed       -> nothing new (the same data gives the same model)
        at least pipeline.retrain_min_new_images new images  -> retrain
        fewer, but they drifted from the champion's data     -> retrain
        fewer, and no drift                                  -> wait for more
@@ -29,6 +30,7 @@ from ingestion import incremental
 from ingestion.job import ingest
 from ingestion.manifest import MANIFEST_FILE, Manifest
 from pipeline.runner import RunResult, run_pipeline
+from pipeline.tracking import Tracking
 from registry import Registry
 
 # Below this many new images a drift measure says more about chance than about the data: with 10 equally common
@@ -79,6 +81,12 @@ def decide(config: Config, storage: Storage, manifest: Manifest) -> Decision:
     trained_on = champion.tags.get("content_hash", "")
     if trained_on == manifest.content_hash:
         return Decision(False, f"nothing new: {name} was trained on this data (content hash {trained_on[:16]})")
+    last_run = Tracking(config).last_finished_run(manifest.content_hash)
+    if last_run is not None:
+        return Decision(False, f"nothing new since MLflow run {last_run.info.run_id} trained on this data "
+                               f"(content hash {manifest.content_hash[:16]}): "
+                               f"{last_run.data.tags.get('outcome_message') or last_run.data.tags.get('outcome')}; "
+                               f"{name} stays. `./places run` trains on it again")
     before_shards = incremental.version_shards(storage, manifest.output_uri, trained_on) if trained_on else None
     before = incremental.version_sources(storage, manifest.output_uri, before_shards) if before_shards else None
     if before is None:

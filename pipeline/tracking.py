@@ -118,6 +118,13 @@ class Tracking:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def last_finished_run(self, content_hash: str):
+        """This experiment's newest finished run on the data version `content_hash`, or None."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.content_hash = '{content_hash}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+
     def run(self, run_id: str | None):
         """An MLflow run by id, or this experiment's newest when `run_id` is None."""
         from mlflow.exceptions import MlflowException

@@ -91,3 +91,17 @@ def test_new_images_of_another_class_mix_drift_and_call_for_a_model(scheduled, t
     moved = {share.name: share for share in decision.drift.class_shares}
     assert moved["fountain"].share > 0.4 and moved["fountain"].champion_share == pytest.approx(0.1, abs=0.02)
     assert moved["igloo"].share < 0.05
+
+
+def test_data_whose_model_was_not_blessed_is_not_trained_on_again(scheduled):
+    config, _, _, _ = scheduled
+    unreachable = apply(config, {"evaluation.accuracy_floor": "1.0"})
+    first = retrain_if_needed(unreachable, echo=lambda line: None)
+    assert first.decision.retrain and first.run is not None and not first.run.registered
+    again = retrain_if_needed(unreachable, echo=lambda line: None)
+    assert not again.decision.retrain and again.run is None
+    assert again.decision.reason.startswith(f"nothing new since MLflow run {first.run.record.mlflow_run_id} trained "
+                                            "on this data")
+    assert "was not blessed" in again.decision.reason and again.decision.reason.endswith(
+        "champion version 1 stays. `./places run` trains on it again")
+    assert Registry.from_config(config).versions() == ["1"]
