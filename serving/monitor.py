@@ -402,7 +402,8 @@ def _change(row: FeatureSkew) -> str:
 
 def terminal_summary(record: MonitorRecord) -> str:
     """The short table `./places monitor` prints: each compared feature, then the classes that moved most."""
-    lines = [f"{record.images} logged images ({record.files} files under {record.request_log}) from "
+    lines = [f"{record.images} logged image{'' if record.images == 1 else 's'} ({record.files} "
+             f"file{'' if record.files == 1 else 's'} under {record.request_log}) from "
              f"{record.since.isoformat(timespec='minutes')} to {record.until.isoformat(timespec='minutes')}, "
              f"against the training data of {record.model}"]
     if record.images < FEW_IMAGES:
