@@ -22,37 +22,14 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from bench.ingest_throughput import bench_azurite
+from bench.ingest_throughput import bench_azurite, ingest_in_child
 from core.config import Config, apply
 from core.storage import Storage, join
 from data_schema import TUTORIAL_CLASSES
 
 CONTAINER_URI = "azfs://devstoreaccount1/bench-incremental"
-
-
-def ingest_once(settings: dict, input_uri: str, output_uri: str, incremental: bool) -> dict:
-    """In the subprocess: one ingestion, timed."""
-    from ingestion.job import ingest
-
-    started = time.monotonic()
-    manifest = ingest(apply(Config(), settings), input_uri, output_uri, "folders", incremental_ingest=incremental)
-    return {"seconds": time.monotonic() - started, "total": manifest.total, "content_hash": manifest.content_hash,
-            "converted": manifest.incremental.get("converted", manifest.total)}
-
-
-def ingest_in_child(settings: dict, input_uri: str, output_uri: str, incremental: bool = False) -> dict:
-    # -c, not this file as a script: the job's conversion processes (spawned) would import it as their main module.
-    child = subprocess.run(
-        [sys.executable, "-c", "from bench.ingest_incremental import main; main()", "--ingest-once",
-         json.dumps(settings), input_uri, output_uri, str(incremental)], capture_output=True, text=True, check=False)
-    if child.returncode != 0:
-        raise SystemExit(f"ingesting {input_uri} into {output_uri} failed:\n{child.stderr[-3000:]}")
-    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def split_sample(settings: dict, images: int, added: int, scratch: Path) -> tuple[Path, Path]:
@@ -84,13 +61,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="a setting for the ingestions, as for ./places --set")
-    parser.add_argument("--ingest-once", nargs=4, metavar=("SETTINGS", "INPUT", "OUTPUT", "INCREMENTAL"),
-                        help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.ingest_once:
-        settings, input_uri, output_uri, incremental = arguments.ingest_once
-        print(json.dumps(ingest_once(json.loads(settings), input_uri, output_uri, incremental == "True")))
-        return
 
     from ingestion.upload import upload
 
@@ -111,11 +82,11 @@ def main() -> None:
             incremental = ingest_in_child(settings, grown_input, committed, incremental=True)
             full = ingest_in_child(settings, grown_input, join(CONTAINER_URI, f"full-{round_number}"))
             new_alone = ingest_in_child(settings, new_alone_input, join(CONTAINER_URI, f"new-alone-{round_number}"))
-            assert incremental["converted"] == added == new_alone["total"], (incremental, new_alone)
+            assert incremental["converted"] == added == new_alone["manifest_total"], (incremental, new_alone)
             for name, result in (("incremental", incremental), ("full", full), ("new_alone", new_alone)):
                 times[name].append(round(result["seconds"], 2))
             hashes.append(incremental["content_hash"] == full["content_hash"])
-        result = {"images_before": arguments.images, "images_added": added, "images_after": full["total"],
+        result = {"images_before": arguments.images, "images_added": added, "images_after": full["manifest_total"],
                   "rounds": arguments.rounds, "seconds": times,
                   "median_s": {name: median(values) for name, values in times.items()},
                   "same_content_hash": all(hashes)}

@@ -52,23 +52,25 @@ LIMIT_SAMPLE = 2000
 PROFILE_SAMPLES_PER_S = 200
 
 
-def ingest_once(settings: dict, input_uri: str, output_uri: str, profile_to: str = "") -> dict:
-    """In the subprocess: one ingestion, timed, with this process's peak memory and CPU seconds, and its
-    conversion processes'. profile_to: sample the ingestion (not the imports before it) with py-spy into this
-    file, in py-spy's raw format."""
+def ingest_once(settings: dict, input_uri: str, output_uri: str, profile_to: str = "", incremental: bool = False
+                ) -> dict:
+    """In the subprocess: one ingestion (`incremental`: `ingest --incremental`), timed, with this process's peak
+    memory and CPU seconds, and its conversion processes'. profile_to: sample the ingestion (not the imports before
+    it) with py-spy into this file, in py-spy's raw format."""
     from ingestion.job import ingest
 
     config = apply(Config(), settings)
     with _sampled(profile_to) as sampler:
         cpu_before = process_cpu_seconds(os.getpid())
         started = time.monotonic()
-        manifest = ingest(config, input_uri, output_uri, "folders")
+        manifest = ingest(config, input_uri, output_uri, "folders", incremental_ingest=incremental)
         seconds = time.monotonic() - started
         # The conversion processes start with the job, and are still alive here.
         cpu_s = {"beam_process": round(process_cpu_seconds(os.getpid()) - cpu_before, 2),
                  "conversion_processes": round(children_cpu_seconds(os.getpid(), leaving_out=sampler), 2)}
     return {"seconds": round(seconds, 2), "images_per_s": round(manifest.total / seconds, 1),
             "peak_rss_mb": round(resident_mb("VmHWM")), "manifest_total": manifest.total,
+            "converted": manifest.incremental.get("converted", manifest.total),
             "content_hash": manifest.content_hash, "beam_args": beam_pipeline_args(config), "cpu_s": cpu_s}
 
 
@@ -173,7 +175,8 @@ def sample_input(settings: dict, images: int, scratch: Path) -> tuple[Path, str]
     return local, input_uri
 
 
-def ingest_in_child(settings: dict, input_uri: str, output_uri: str, profile_to: str = "") -> dict:
+def ingest_in_child(settings: dict, input_uri: str, output_uri: str, profile_to: str = "", incremental: bool = False
+                    ) -> dict:
     """ingest_once in a fresh interpreter, with the CPU seconds Azurite spent meanwhile beside the job's own."""
     azurite = services.recorded_pid(apply(Config(), settings), "azurite")
     azurite_before = group_cpu_seconds(azurite)
@@ -181,7 +184,7 @@ def ingest_in_child(settings: dict, input_uri: str, output_uri: str, profile_to:
     # module, as they would a script's: `./places` runs `python -m cli`, whose main module they skip.
     child = subprocess.run(
         [sys.executable, "-c", "from bench.ingest_throughput import main; main()", "--ingest-once",
-         json.dumps(settings), input_uri, output_uri, profile_to],
+         json.dumps(settings), input_uri, output_uri, profile_to, str(incremental)],
         capture_output=True, text=True, check=False)
     if child.returncode != 0:
         raise SystemExit(f"ingesting {input_uri} failed:\n{child.stderr[-3000:]}")
@@ -223,12 +226,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs="+", default=[8000], help="input sizes (10 classes each)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="a setting for the ingestion, as for ./places --set")
-    parser.add_argument("--ingest-once", nargs=4, metavar=("SETTINGS", "INPUT", "OUTPUT", "PROFILE_TO"),
+    parser.add_argument("--ingest-once", nargs=5, metavar=("SETTINGS", "INPUT", "OUTPUT", "PROFILE_TO", "INCREMENTAL"),
                         help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.ingest_once:
-        settings, input_uri, output_uri, profile_to = arguments.ingest_once
-        print(json.dumps(ingest_once(json.loads(settings), input_uri, output_uri, profile_to)))
+        settings, input_uri, output_uri, profile_to, incremental = arguments.ingest_once
+        print(json.dumps(ingest_once(json.loads(settings), input_uri, output_uri, profile_to, incremental == "True")))
         return
 
     with bench_azurite(arguments.overrides) as (settings, scratch):
