@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from core.config import Config
 from core.storage import NotFound, Storage, join
 from ingestion import shards as shard_files
-from ingestion.manifest import SHARDS_FILE, IngestError, Manifest, read_manifest, split_folder, split_of_shard
+from ingestion.manifest import IngestError, Manifest, read_manifest, read_shard_list, split_folder, split_of_shard
 
 # In the staging folder: {source URI: [fingerprint, shard]} of the committed version, for the listing workers.
 HELD_INDEX_FILE = "held.json"
@@ -77,6 +77,7 @@ class HeldVersion:
         """Keep the shards whose sources were all listed unchanged (`unchanged`: shard -> sources listed so);
         write the others again without the sources that are gone or `replaced`."""
         result = CarriedOver([], [], collections.Counter(), 0, 0)
+        carried = []
         scratch = shard_files.scratch_folder()
         try:
             for shard, entries in sorted(self.sources.items()):
@@ -89,11 +90,11 @@ class HeldVersion:
                     result.rewritten += self._write_again(storage, shard, kept, split, staging_uri, scratch,
                                                           images_per_shard)
                 result.dropped += len(entries) - len(kept)
-                for entry in kept:
-                    result.accepted[entry.category, split] += 1
-                    result.digest_sum = (result.digest_sum + int(entry.digest, 16)) % 2**256
+                result.accepted.update((entry.category, split) for entry in kept)
+                carried += kept
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        result.digest_sum = shard_files.digest_sum(int(entry.digest, 16) for entry in carried)
         return result
 
     @staticmethod
@@ -158,14 +159,14 @@ def held_version(storage: Storage, config: Config, classes: tuple[str, ...], inp
 
 
 def version_shards(storage: Storage, output_uri: str, content_hash: str) -> list[str] | None:
-    """Every shard of the data version with `content_hash` at `output_uri`, relative to the output; None where that
-    version's data folder is gone (or was never committed there)."""
+    """Every shard of the data version with `content_hash` at `output_uri`, relative to the output: its own, then the
+    kept ones; None where that version's data folder is gone (or was never committed there)."""
     data_folder = f"data-{content_hash[:16]}"
-    try:
-        listed = json.loads(storage.read_text(join(output_uri, data_folder, SHARDS_FILE)))
-    except NotFound:
+    listed = read_shard_list(storage, join(output_uri, data_folder))
+    if listed is None:
         return None
-    return folder_shards(data_folder, listed)
+    own, kept = listed
+    return [f"{data_folder}/{shard}" for shard in own] + kept
 
 
 def version_sources(storage: Storage, output_uri: str, shards: list[str]) -> set[tuple[str, str | None]] | None:
@@ -176,10 +177,3 @@ def version_sources(storage: Storage, output_uri: str, shards: list[str]) -> set
                 for shard in shards for entry in shard_files.read_sources(storage, join(output_uri, shard))}
     except NotFound:
         return None
-
-
-def folder_shards(data_folder: str, listed: list | dict) -> list[str]:
-    """A data folder's shards.json as shard paths relative to the output: its own shards, then the kept ones."""
-    if isinstance(listed, list):
-        return [f"{data_folder}/{shard}" for shard in listed]
-    return [f"{data_folder}/{shard}" for shard in listed["shards"]] + list(listed["kept_shards"])

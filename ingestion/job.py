@@ -34,7 +34,6 @@ import typing
 from dataclasses import dataclass, field
 
 import apache_beam as beam
-import tensorflow as tf
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -45,7 +44,15 @@ from core.config import Config
 from core.jobs import LOCAL_PROGRESS
 from core.storage import Storage, canonical, join
 from ingestion import conversion_pool, images, incremental, layouts, shards
-from ingestion.manifest import MANIFEST_FILE, SHARDS_FILE, SPLITS, IngestError, Manifest, split_folder
+from ingestion.manifest import (
+    MANIFEST_FILE,
+    SHARDS_FILE,
+    SPLITS,
+    IngestError,
+    Manifest,
+    read_shard_list,
+    split_folder,
+)
 
 TALLY_FILE = "tally.json"
 _OUTCOMES = "outcomes"
@@ -148,7 +155,7 @@ class Tally:
         return self
 
     def add_digest(self, digest: int) -> None:
-        self.digest_sum = (self.digest_sum + digest) % 2**256
+        self.digest_sum = shards.digest_sum((self.digest_sum, digest))
 
     def to_json(self) -> str:
         return json.dumps({"accepted": [[*key, count] for key, count in self.accepted.items()],
@@ -287,21 +294,15 @@ class _WriteExamples(beam.DoFn):
 
 
 def _example(image: images.TrainingImage, category: int, listed: layouts.ListedFile) -> bytes:
-    def bytes_feature(value: bytes) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    def int64_feature(value: int) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        data_schema.IMAGE_KEY: bytes_feature(image.image_jpeg),
-        data_schema.LABEL_KEY: int64_feature(category),
-        data_schema.LABEL_NAME_KEY: bytes_feature(listed.category.encode()),
-        data_schema.SOURCE_KEY: bytes_feature(listed.source_uri.encode()),
-        data_schema.HEIGHT_KEY: int64_feature(image.height),
-        data_schema.WIDTH_KEY: int64_feature(image.width),
-        data_schema.BRIGHTNESS_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[image.brightness])),
-    })).SerializeToString()
+    return shards.serialized_example({
+        data_schema.IMAGE_KEY: image.image_jpeg,
+        data_schema.LABEL_KEY: category,
+        data_schema.LABEL_NAME_KEY: listed.category.encode(),
+        data_schema.SOURCE_KEY: listed.source_uri.encode(),
+        data_schema.HEIGHT_KEY: image.height,
+        data_schema.WIDTH_KEY: image.width,
+        data_schema.BRIGHTNESS_KEY: image.brightness,
+    })
 
 
 def _run_job(config: Config, tasks: list[layouts.ListingTask], classes: tuple[str, ...], staging_uri: str,
@@ -366,11 +367,9 @@ def _commit(storage: Storage, config: Config, tally: Tally, classes: tuple[str, 
     digest = content_hash(classes, tally)
     data_folder = f"data-{digest[:16]}"
     data_uri = join(output_uri, data_folder)
-    shard_list_uri = join(data_uri, SHARDS_FILE)
-    if storage.exists(shard_list_uri):
-        # The same content, committed before (by a full ingest or an incremental one): keep it.
-        listed = json.loads(storage.read_text(shard_list_uri))
-        own_shards, kept_shards = listed["shards"], listed["kept_shards"]
+    committed = read_shard_list(storage, data_uri)
+    if committed:
+        own_shards, kept_shards = committed  # the same content, committed before (in full or incrementally): keep it
     else:
         own_shards = _publish_shards(storage, tally.shards, kept_shards, data_uri, staging_uri)
     manifest = Manifest(

@@ -14,6 +14,7 @@ shard has its sources list beside it (ingestion/shards.py).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from core.commit_point import CommitPoint
@@ -37,6 +38,19 @@ class IngestError(UserError):
 
 def split_folder(split: str) -> str:
     return f"Split-{split}"
+
+
+def read_shard_list(storage: Storage, data_uri: str) -> tuple[list[str], list[str]] | None:
+    """A data folder's SHARDS_FILE: (its own shards, relative to it; the kept ones, relative to the output), or None
+    where the folder holds none (never committed, or deleted). Folders written before versions kept shards list
+    their own only."""
+    try:
+        listed = json.loads(storage.read_text(join(data_uri, SHARDS_FILE)))
+    except NotFound:
+        return None
+    if isinstance(listed, list):
+        return listed, []
+    return listed["shards"], listed["kept_shards"]
 
 
 def split_of_shard(shard: str) -> str:

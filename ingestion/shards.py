@@ -13,11 +13,14 @@ it was made from are listed again, and only those that are new or changed are co
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 import typing
 import uuid
 from pathlib import Path
+
+import tensorflow as tf
 
 from core.storage import Storage, join
 
@@ -35,6 +38,25 @@ class SourceEntry(typing.NamedTuple):
     digest: str
 
 
+def digest_sum(digests: typing.Iterable[int]) -> int:
+    """Record digests summed modulo 2**256: the same whatever order the records were written or kept in, which is what
+    makes the content hash independent of sharding (ingestion.job.content_hash)."""
+    return sum(digests) % 2**256
+
+
+def serialized_example(values: typing.Mapping[str, bytes | int | float]) -> bytes:
+    """A serialized tf.Example of one value per feature, each stored as its Python type says: bytes, int64 or float."""
+    def feature(value: bytes | int | float) -> tf.train.Feature:
+        if isinstance(value, bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        if isinstance(value, numbers.Integral):  # numpy's integers too
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(
+        feature={key: feature(value) for key, value in values.items()})).SerializeToString()
+
+
 def sources_of(shard: str) -> str:
     """The sources list's name (or URI) beside a shard's."""
     return shard[:-len(SHARD_SUFFIX)] + SOURCES_SUFFIX
@@ -47,8 +69,6 @@ def read_sources(storage: Storage, shard_uri: str) -> list[SourceEntry]:
 def read_records(storage: Storage, shard_uri: str, scratch: str) -> typing.Iterator[bytes]:
     """The serialized tf.Examples of one shard, in order (the shard is copied to `scratch` first: TensorFlow cannot
     read azfs://)."""
-    import tensorflow as tf
-
     path = os.path.join(scratch, f"{uuid.uuid4().hex}{SHARD_SUFFIX}")
     Path(path).write_bytes(storage.read_bytes(shard_uri))
     try:
@@ -73,8 +93,6 @@ class ShardWriter:
 
     def write(self, example: bytes, source: SourceEntry) -> str | None:
         """Append `example`; returns the staged URI of the shard where this filled it."""
-        import tensorflow as tf
-
         if self._writer is None:
             self._path = os.path.join(self._scratch, f"{uuid.uuid4().hex}{SHARD_SUFFIX}")
             self._writer = tf.io.TFRecordWriter(self._path, options="GZIP")

@@ -16,10 +16,16 @@ import numpy as np
 from components.evaluator.results import EvaluationSummary, read_evaluation
 from components.mlflow_pusher.executor import PUSH_RESULT_FILE
 from components.trainer import HISTORY_FILE
-from components.validation_gate.drift import DriftResult, read_drift
+from components.validation_gate.drift import (
+    DriftResult,
+    class_counts,
+    feature_key,
+    read_drift,
+    read_split_statistics,
+)
 from components.validation_gate.executor import Anomaly, read_anomalies
 from core.console import table
-from data_schema import HEIGHT_KEY, LABEL_NAME_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
+from data_schema import HEIGHT_KEY, TRAIN_SPLIT, WIDTH_KEY, display_name
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 # The stylesheet of every HTML page the project writes (this run report, `./places monitor`'s), inlined so that a
@@ -70,23 +76,18 @@ class RunRecord:
 
 
 def read_statistics(statistics_uri: str) -> dict[str, SplitStatistics]:
-    import tensorflow_data_validation as tfdv
-
     result = {}
     # Train first: the order people read (and stack) splits in.
     for split_dir in sorted(Path(statistics_uri).glob("Split-*"), key=lambda path: path.name != f"Split-{TRAIN_SPLIT}"):
-        stats = tfdv.load_stats_binary(str(split_dir / "FeatureStats.pb")).datasets[0]
-        features = {feature.path.step[0]: feature for feature in stats.features}
-        by_class: dict[str, int] = {}
-        if LABEL_NAME_KEY in features:
-            for bucket in features[LABEL_NAME_KEY].string_stats.rank_histogram.buckets:
-                by_class[bucket.label] = int(bucket.sample_count)
+        split = split_dir.name[len("Split-"):]
+        statistics = read_split_statistics(statistics_uri, split)
+        features = {feature_key(feature): feature for feature in statistics.datasets[0].features}
         sizes = {}
         for key in (HEIGHT_KEY, WIDTH_KEY):
             if key in features:
                 numbers = features[key].num_stats
                 sizes[key] = {"min": numbers.min, "median": numbers.median, "max": numbers.max}
-        result[split_dir.name[len("Split-"):]] = SplitStatistics(int(stats.num_examples), by_class, sizes)
+        result[split] = SplitStatistics(int(statistics.datasets[0].num_examples), class_counts(statistics), sizes)
     return result
 
 
@@ -273,8 +274,6 @@ def _percent(value: float | None) -> str:
 
 def write_report(record: RunRecord, folder: Path) -> Path:
     """Write <folder>/index.html and its pictures; returns the page's path."""
-    from jinja2 import Template
-
     folder.mkdir(parents=True, exist_ok=True)
     pictures = {}
     if record.statistics:
@@ -287,14 +286,21 @@ def write_report(record: RunRecord, folder: Path) -> Path:
     if record.confusion:
         plot_confusion(record.confusion, record.class_names, model_name, folder / CONFUSION_PLOT)
         pictures["confusion_matrix"] = CONFUSION_PLOT
-    page = Template(TEMPLATE.read_text(), autoescape=True).render(
-        house_style=STYLESHEET.read_text(), record=record, pictures=pictures, display_name=display_name,
-        percent=_percent,
+    return write_page(
+        folder, TEMPLATE, record=record, pictures=pictures, display_name=display_name, percent=_percent,
         class_rows=_class_rows(record), splits=list(record.statistics), escape=html.escape,
         many_classes=len(record.class_names) > READABLE_CLASSES,
         class_movers=_class_movers(record.drift, len(record.class_names)), drift_line=drift_line,
         confused_pairs=most_confused_pairs(record.confusion, record.class_names) if record.confusion else [],
         confusion_images=int(np.sum(record.confusion or 0)))
+
+
+def write_page(folder: Path, template: Path, **values) -> Path:
+    """`template` (Jinja, autoescaped) rendered with `values` and the house stylesheet as <folder>/index.html, written
+    beside it and renamed, so a reader never sees half a page; returns its path."""
+    from jinja2 import Template
+
+    page = Template(template.read_text(), autoescape=True).render(house_style=STYLESHEET.read_text(), **values)
     index = folder / "index.html"
     temporary = index.with_suffix(".tmp")
     temporary.write_text(page)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import typing
 from pathlib import Path
 
 from core.config import Config
@@ -138,13 +139,8 @@ class Registry:
 
         target = self.download_dir / f"{version.name}-v{version.version}"
         if not (target / "artifacts" / SERVING_MODEL_DIR / "saved_model.pb").exists():
-            # Download beside the target, then rename: a broken download never looks like a model.
-            staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(staging))
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
+            _download_beside(target, lambda staging: mlflow.artifacts.download_artifacts(
+                f"models:/{version.name}/{version.version}", dst_path=staging))
         return str(target / "artifacts")
 
     def training_statistics(self, version) -> str | None:
@@ -155,19 +151,28 @@ class Registry:
 
         target = self.download_dir / f"{version.name}-v{version.version}-statistics"
         if not target.exists():
-            staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
             try:
-                mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAINING_STATISTICS_ARTIFACTS,
-                                                    dst_path=str(staging))
+                _download_beside(target, lambda staging: mlflow.artifacts.download_artifacts(
+                    run_id=version.run_id, artifact_path=TRAINING_STATISTICS_ARTIFACTS, dst_path=staging))
             except (MlflowException, OSError):
-                shutil.rmtree(staging, ignore_errors=True)
                 return None
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
         found = list(target.rglob("Split-train"))
         return str(found[0].parent) if found else None
+
+
+def _download_beside(target: Path, download: typing.Callable[[str], object]) -> None:
+    """`download` into a folder beside `target`, then renamed to it: a broken download never looks like a finished
+    one, and leaves nothing behind."""
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        download(str(staging))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
 
 
 def _is_missing(error) -> bool:

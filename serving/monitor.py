@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from components.validation_gate.drift import class_counts, feature_key, read_split_statistics, shares_of
 from core.config import Config
 from core.console import table
 from core.errors import UserError
 from core.storage import NotFound, Storage, is_blob_uri, join
-from data_schema import IMAGE_MEASUREMENTS, LABEL_NAME_KEY, TRAIN_SPLIT, curated_schema, display_name
+from data_schema import IMAGE_MEASUREMENTS, TRAIN_SPLIT, curated_schema, display_name
+from ingestion.shards import read_records
 from pipeline import report as run_report
 from registry import TRAINING_STATISTICS_ARTIFACTS, Registry
 from serving import request_log as log
@@ -145,10 +147,8 @@ def read_log(storage: Storage, prefix: str, since: datetime.datetime, until: dat
             found = []  # a local day without a folder
         for uri in found:
             files += 1
-            with tempfile.TemporaryDirectory(prefix="request-log-") as folder:
-                local = Path(folder) / "records"
-                local.write_bytes(storage.read_bytes(uri))
-                for serialized in tf.data.TFRecordDataset(str(local), compression_type="GZIP").as_numpy_iterator():
+            with tempfile.TemporaryDirectory(prefix="request-log-") as scratch:
+                for serialized in read_records(storage, uri, scratch):
                     row = _row(tf.train.Example.FromString(serialized))
                     if since <= row["requested_at"] <= until:
                         rows.append(row)
@@ -187,8 +187,7 @@ def _numbers(statistics) -> dict[str, dict[str, float]]:
     for feature in statistics.datasets[0].features:
         if feature.HasField("num_stats"):
             numbers = feature.num_stats
-            found[feature.path.step[0] if feature.path.step else feature.name] = {"mean": numbers.mean,
-                                                                                  "median": numbers.median}
+            found[feature_key(feature)] = {"mean": numbers.mean, "median": numbers.median}
     return found
 
 
@@ -214,22 +213,13 @@ def compare(training, logged, classes: typing.Sequence[str]) -> list[FeatureSkew
     return rows
 
 
-def training_labels(training) -> dict[str, int]:
-    """Training images per label, from the statistics' class-name histogram."""
-    for feature in training.datasets[0].features:
-        if (feature.path.step[0] if feature.path.step else feature.name) == LABEL_NAME_KEY:
-            return {bucket.label: int(bucket.sample_count) for bucket in feature.string_stats.rank_histogram.buckets}
-    return {}
-
-
 def class_shares(labels: dict[str, int], rows: list[dict]) -> list[ClassShare]:
     """Every class that was trained on or predicted: its training share beside its predicted share, largest move
     first."""
     predicted = Counter(row[log.PREDICTED_CLASS_NAME_KEY] for row in rows)
-    trained = sum(labels.values()) or 1
+    trained, logged = shares_of(labels), shares_of(predicted)
     keys = list(labels) + sorted(set(predicted) - set(labels))
-    shares = [ClassShare(key, labels.get(key, 0) / trained, predicted[key] / len(rows), predicted[key])
-              for key in keys]
+    shares = [ClassShare(key, trained.get(key, 0.0), logged.get(key, 0.0), predicted[key]) for key in keys]
     return sorted(shares, key=lambda share: (-abs(share.change), share.key))
 
 
@@ -256,7 +246,6 @@ def monitor(config: Config, since: str = "24", reference: str | None = None,
             now: datetime.datetime | None = None) -> tuple[MonitorRecord, Path]:
     """(the record, the page written under <state_dir>/reports/monitor-<UTC time>/) of the images logged since
     `since` (parse_since) against the training data of `reference` (default: the champion)."""
-    import tensorflow_data_validation as tfdv
 
     prefix = config.serving.request_log
     if not prefix:
@@ -281,9 +270,9 @@ def monitor(config: Config, since: str = "24", reference: str | None = None,
                         "requests to `./places serve` with serving.request_log set and serving.request_log_percent "
                         "above 0 (the log is written every serving.request_log_flush_s seconds and when the server "
                         "stops), or widen --since")
-    training = tfdv.load_stats_binary(str(Path(statistics_dir) / f"Split-{TRAIN_SPLIT}" / "FeatureStats.pb"))
+    training = read_split_statistics(statistics_dir, TRAIN_SPLIT)
     logged = logged_statistics(rows)
-    labels = training_labels(training)
+    labels = class_counts(training)
     predicted = {row[log.PREDICTED_CLASS_NAME_KEY] for row in rows}
     unit, buckets, per_bucket = over_time(rows, start, until)
     record = MonitorRecord(model=model, request_log=prefix, since=start, until=until, images=len(rows), files=files,
@@ -363,8 +352,6 @@ def plot_over_time(record: MonitorRecord, path: Path) -> None:
 
 def write_report(record: MonitorRecord, folder: Path) -> Path:
     """Write <folder>/index.html and its pictures; returns the page's path."""
-    from jinja2 import Template
-
     folder.mkdir(parents=True, exist_ok=True)
     many_classes = len(record.classes) > run_report.READABLE_CLASSES
     pictures = {"over_time": "requests_over_time.png"}
@@ -372,16 +359,11 @@ def write_report(record: MonitorRecord, folder: Path) -> Path:
     if not many_classes:
         pictures["class_shares"] = "class_shares.png"
         plot_class_shares(record, folder / pictures["class_shares"])
-    page = Template(TEMPLATE.read_text(), autoescape=True).render(
-        house_style=run_report.STYLESHEET.read_text(), record=record, pictures=pictures,
+    return run_report.write_page(
+        folder, TEMPLATE, record=record, pictures=pictures,
         many_classes=many_classes, few_images=record.images < FEW_IMAGES, few_images_limit=FEW_IMAGES,
         shown_classes=record.classes[:CLASS_MOVERS] if many_classes else record.classes, number=_number,
         change=_change)
-    index = folder / "index.html"
-    temporary = index.with_suffix(".tmp")
-    temporary.write_text(page)
-    temporary.replace(index)
-    return index
 
 
 def _number(value: float | None) -> str:

@@ -38,6 +38,7 @@ from core.config import Config, IngestConfig
 from core.storage import Storage, join
 from data_schema import BRIGHTNESS_KEY, HEIGHT_KEY, IMAGE_KEY, IMAGE_SIZE, WIDTH_KEY
 from ingestion.images import convert
+from ingestion.shards import serialized_example
 from serving.model import Images, ModelInput, SceneModel
 
 _LOG = logging.getLogger(__name__)
@@ -155,7 +156,6 @@ class RequestLog:
 
     def _record(self, sampled: _Sampled) -> bytes | None:
         """The serialized tf.Example of one image, or None where it could not be measured (counted)."""
-        import tensorflow as tf
 
         try:
             if isinstance(sampled.image, bytes):
@@ -175,22 +175,12 @@ class RequestLog:
             self._failed(1, "measure an image", error)
             return None
 
-        def ints(value: int):
-            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-        def floats(value: float):
-            return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-
-        def strings(value: bytes):
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-        return tf.train.Example(features=tf.train.Features(feature={
-            IMAGE_KEY: strings(image_jpeg), HEIGHT_KEY: ints(height), WIDTH_KEY: ints(width),
-            BRIGHTNESS_KEY: floats(brightness), PREDICTED_CLASS_KEY: ints(predicted),
-            PREDICTED_CLASS_NAME_KEY: strings(sampled.model.class_names[predicted].encode()),
-            PROBABILITY_KEY: floats(float(sampled.probabilities[predicted])),
-            MODEL_KEY: strings(sampled.model.reference.encode()), REQUESTED_AT_KEY: ints(sampled.requested_at_ms),
-        })).SerializeToString()
+        return serialized_example({
+            IMAGE_KEY: image_jpeg, HEIGHT_KEY: height, WIDTH_KEY: width, BRIGHTNESS_KEY: brightness,
+            PREDICTED_CLASS_KEY: predicted, PREDICTED_CLASS_NAME_KEY: sampled.model.class_names[predicted].encode(),
+            PROBABILITY_KEY: float(sampled.probabilities[predicted]), MODEL_KEY: sampled.model.reference.encode(),
+            REQUESTED_AT_KEY: sampled.requested_at_ms,
+        })
 
     def _write(self, records: list[bytes]) -> None:
         if not records:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from dataclasses import dataclass
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
@@ -107,19 +108,29 @@ def compare(statistics: statistics_pb2.DatasetFeatureStatisticsList,
 def class_shares(statistics: statistics_pb2.DatasetFeatureStatisticsList,
                  champion_statistics: statistics_pb2.DatasetFeatureStatisticsList) -> tuple[ClassShare, ...]:
     """Each class's share of the images in both, from the class name's rank histogram; the largest move first."""
-    now, before = _shares(statistics), _shares(champion_statistics)
+    now, before = shares_of(class_counts(statistics)), shares_of(class_counts(champion_statistics))
     shares = [ClassShare(name, now.get(name, 0.0), before.get(name, 0.0)) for name in set(now) | set(before)]
     return tuple(sorted(shares, key=lambda share: (-abs(share.moved), share.name)))
 
 
-def _shares(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float]:
+def feature_key(feature: statistics_pb2.FeatureNameStatistics) -> str:
+    """A feature's name in statistics: StatisticsGen writes it as a path, TFDV's in-memory generators as a name."""
+    return feature.path.step[0] if feature.path.step else feature.name
+
+
+def class_counts(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, int]:
+    """Images per class, from the class name's rank histogram (not top_values: StatisticsGen keeps 20 top values but
+    up to 1,000 ranks)."""
     for feature in statistics.datasets[0].features:
-        if feature.path.step == [LABEL_NAME_KEY] or feature.name == LABEL_NAME_KEY:
-            # The rank histogram, not top_values: StatisticsGen keeps 20 top values but up to 1,000 ranks.
-            counts = {bucket.label: bucket.sample_count for bucket in feature.string_stats.rank_histogram.buckets}
-            total = sum(counts.values())
-            return {name: count / total for name, count in counts.items()} if total else {}
+        if feature_key(feature) == LABEL_NAME_KEY:
+            return {bucket.label: int(bucket.sample_count) for bucket in feature.string_stats.rank_histogram.buckets}
     return {}
+
+
+def shares_of(counts: typing.Mapping[str, int]) -> dict[str, float]:
+    """Each key's share of the total; empty where there is nothing."""
+    total = sum(counts.values())
+    return {key: count / total for key, count in counts.items()} if total else {}
 
 
 def read_split_statistics(statistics_dir: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
